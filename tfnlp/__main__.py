@@ -1,0 +1,5 @@
+import sys
+
+from tfnlp.cli import main
+
+sys.exit(main())

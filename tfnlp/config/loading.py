@@ -1,0 +1,209 @@
+"""Load a pipeline YAML file into a validated `PipelineConfig`.
+
+YAML is read with `yaml.safe_load` (a `!!python/...` tag is refused), unknown keys get a
+"did you mean" suggestion, and every error starts with the file and the key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from tfnlp.config.schema import PipelineConfig
+
+
+class ConfigError(ValueError):
+    """A pipeline file or override that does not match the schema."""
+
+
+# Value ranges the types alone cannot express: key path -> (minimum, maximum, inclusive max).
+_RANGES = {
+    "seed": (0, None),
+    "data.limit": (1, None),
+    "data.validation_fraction": (0.0, 1.0),
+    "data.test_fraction": (0.0, 1.0),
+    "preprocessing.vocab_size": (16, None),
+    "preprocessing.sequence_length": (1, None),
+    "model.embedding_dim": (1, None),
+    "model.units": (1, None),
+    "model.num_layers": (1, None),
+    "model.dropout": (0.0, 0.99),
+    "model.num_heads": (1, None),
+    "model.ff_dim": (1, None),
+    "train.epochs": (1, None),
+    "train.batch_size": (1, None),
+    "train.learning_rate": (1e-8, 10.0),
+    "train.weight_decay": (0.0, 1.0),
+    "train.label_smoothing": (0.0, 0.99),
+    "train.early_stopping_patience": (0, None),
+    "train.shuffle_buffer": (1, None),
+    "distribute.cpu_replicas": (1, 64),
+    "export.version": (1, None),
+}
+
+
+def load_pipeline(path: str | Path, overrides: typing.Sequence[str] = ()) -> PipelineConfig:
+    """Reads, overrides and validates a pipeline file.
+
+    Args:
+        path: the YAML pipeline file.
+        overrides: `key.path=value` strings (values parsed as YAML), applied before validation.
+
+    Returns:
+        The frozen `PipelineConfig`.
+
+    Raises:
+        ConfigError: naming the file and key path of the first problem, and how to fix it.
+
+    Example:
+        >>> config = load_pipeline("pipelines/tweets_bilstm.yaml", ["train.epochs=1"])
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the pipeline file ({error.strerror}).") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {error}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+    raw.setdefault("name", path.stem)
+    for override in overrides:
+        apply_override(raw, override, source=str(path))
+    return from_dict(raw, source=str(path))
+
+
+def apply_override(raw: dict, override: str, source: str = "--set") -> None:
+    """Sets `key.path=value` in a raw config mapping (the value is parsed as YAML)."""
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set {override!r}: expected key.path=value, e.g. --set train.epochs=3."
+        )
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: --set {key}: `{part}` is not a section.")
+        node = child
+    node[parts[-1]] = parsed
+
+
+def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
+    """Builds a validated `PipelineConfig` from plain mappings (e.g. a run's config.yaml)."""
+    return _build(PipelineConfig, raw, source, "")
+
+
+def to_dict(config: PipelineConfig) -> dict[str, Any]:
+    """The config as plain data, ready for `yaml.safe_dump`."""
+    return dataclasses.asdict(config)
+
+
+def _build(cls, raw: Any, source: str, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: `{prefix.rstrip('.') or 'top level'}` must be a mapping.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean `{prefix}{close[0]}`?" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key `{prefix}{key}`.{hint} Known keys here: {', '.join(names)}."
+            )
+    values = {}
+    for f in dataclasses.fields(cls):
+        key_path = prefix + f.name
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key `{key_path}`.")
+            continue
+        values[f.name] = _coerce(hints[f.name], raw[f.name], source, key_path)
+    return cls(**values)
+
+
+def _coerce(hint, value, source: str, key_path: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, source, key_path + ".")
+    checked = _check_type(hint, value)
+    if checked is _INVALID:
+        raise ConfigError(
+            f"{source}: `{key_path}` must be {_describe(hint)}. Received: {key_path}={value!r}."
+        )
+    _check_range(checked, source, key_path)
+    return checked
+
+
+_INVALID = object()
+
+
+def _check_type(hint, value):
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            result = _check_type(option, value)
+            if result is not _INVALID:
+                return result
+        return _INVALID
+    if origin is Literal:
+        return value if value in typing.get_args(hint) else _INVALID
+    if origin is list:
+        if not isinstance(value, list):
+            return _INVALID
+        (item,) = typing.get_args(hint)
+        items = [_check_type(item, v) for v in value]
+        return _INVALID if any(i is _INVALID for i in items) else items
+    if hint is type(None):
+        return None if value is None else _INVALID
+    if hint is bool:
+        return value if isinstance(value, bool) else _INVALID
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else _INVALID
+    if hint is str:
+        return value if isinstance(value, str) else _INVALID
+    return _INVALID
+
+
+def _describe(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if hint is type(None):
+        return "null"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )
+
+
+def _check_range(value, source: str, key_path: str) -> None:
+    bounds = _RANGES.get(key_path)
+    if bounds is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    low, high = bounds
+    if (low is not None and value < low) or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(
+            f"{source}: `{key_path}` must be {expected}. Received: {key_path}={value!r}."
+        )

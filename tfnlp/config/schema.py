@@ -1,0 +1,129 @@
+"""The pipeline schema: one frozen dataclass per YAML section.
+
+Every field name is also the YAML key, the CLI `--set` path and (where it reaches a layer) the
+constructor argument. Defaults carry a comment saying why they are what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # A built-in dataset name ("tweets") or a path to a .csv, .jsonl or .tfrecord file.
+    source: str = "tweets"
+    # "auto" infers the format from the file extension.
+    format: Literal["auto", "csv", "jsonl", "tfrecord"] = "auto"
+    # None means the source's own default: "text" for user files, "text" for tweets.
+    text_column: str | None = None
+    # None means "label" for user files, "sentiment" for tweets.
+    label_column: str | None = None
+    # Optional per-example weight column (the tweets' annotator "confidence", say).
+    weight_column: str | None = None
+    # Fix the label order (and so the label ids); None sorts the labels found.
+    labels: list[str] | None = None
+    # Use only N examples (a seeded random subset, in file order): quick runs and tests.
+    limit: int | None = None
+    # Fractions of the data held out; the rest trains. 80/10/10 is the usual split.
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # Keep class proportions equal across splits (tweets are 42/39/18 %).
+    stratify: bool = True
+    # What to do with a row missing its text or label: None means "skip" for built-in data
+    # (known quirks, counted and reported) and "error" for user files (a typo should stop you).
+    on_bad_row: Literal["error", "skip"] | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    # NFKC case folding: "Good" and "GOOD" are the same word for a small model.
+    lowercase: bool = True
+    # Placeholders keep the signal ("has a link") without a vocabulary entry per URL/user/number.
+    replace_urls: bool = True
+    replace_mentions: bool = True
+    replace_numbers: bool = True
+    # Off by default: nltk's English list holds "not", "no", "nor", which carry sentiment.
+    remove_stopwords: bool = False
+    # A file with one stop word per line; None uses nltk's stopwords corpus if it is installed.
+    stopwords_file: str | None = None
+    # WordPiece handles misspellings and rare words of tweets better than whole words.
+    tokenizer: Literal["word", "wordpiece"] = "wordpiece"
+    # Learned from the training split only; tweets need few: 8k covers them well.
+    vocab_size: int = 8000
+    # Longest tweet is ~60 tokens after punctuation splitting; longer inputs are truncated.
+    sequence_length: int = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # A name in tfnlp.models' registry: lstm, bilstm or transformer.
+    name: Literal["lstm", "bilstm", "transformer"] = "bilstm"
+    embedding_dim: int = 128
+    # Recurrent units per direction, or the transformer's model width is embedding_dim.
+    units: int = 64
+    # Stacked layers (LSTM layers or transformer blocks).
+    num_layers: int = 1
+    dropout: float = 0.3
+    # Transformer only.
+    num_heads: int = 4
+    ff_dim: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 8
+    # The global batch: with N replicas each one sees batch_size / N.
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    # Softens over-confident targets; tweets' labels are noisy (confidence ~0.7).
+    label_smoothing: float = 0.1
+    # Stop when validation accuracy has not improved for this many epochs (best weights kept).
+    early_stopping_patience: int = 2
+    # Metric that picks the best checkpoint and drives early stopping.
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    shuffle_buffer: int = 50_000
+
+
+@dataclass(frozen=True)
+class DistributeConfig:
+    strategy: Literal[
+        "auto", "default", "one_device", "mirrored", "multi_worker_mirrored",
+        "parameter_server", "tpu",
+    ] = "auto"
+    # Explicit device list for one_device / mirrored (e.g. ["CPU:0", "CPU:1"]).
+    devices: list[str] | None = None
+    # Split the host CPU into N logical devices so Mirrored can run N replicas on a CPU.
+    cpu_replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    # "auto" picks mixed_bfloat16 on bf16-capable CPUs/TPUs, mixed_float16 on recent GPUs.
+    policy: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = "float32"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    # TF-Serving's model base path root: <dir>/<name>/<version>/.
+    dir: str = "saved_models"
+    # None uses the pipeline name.
+    name: str | None = None
+    # "auto" takes the next free integer version.
+    version: int | Literal["auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    task: Literal["classification"] = "classification"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)

@@ -1,0 +1,63 @@
+"""In-memory labelled texts and the report of how they were read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as configured (names the file and line)."""
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with their string labels (and optional per-example weights), in file order."""
+
+    texts: list[str]
+    labels: list[str]
+    weights: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, indices) -> LabelledTexts:
+        """The examples at `indices`, in that order."""
+        return LabelledTexts(
+            texts=[self.texts[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            weights=None if self.weights is None else [self.weights[i] for i in indices],
+        )
+
+
+@dataclass
+class LoadReport:
+    """What reading a source did: rows read and kept, rows skipped (with why), bytes replaced."""
+
+    source: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    # Invalid UTF-8 sequences replaced by U+FFFD while decoding leniently.
+    replaced_characters: int = 0
+    # One entry per skipped row: {"line": N, "reason": "..."}.
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def rows_skipped(self) -> int:
+        return len(self.skipped)
+
+    def to_dict(self, max_listed: int = 100) -> dict:
+        return {
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_skipped": self.rows_skipped,
+            "replaced_characters": self.replaced_characters,
+            "skipped_rows": self.skipped[:max_listed],
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: read {self.rows_read} rows, kept {self.rows_kept}, "
+            f"skipped {self.rows_skipped}, replaced {self.replaced_characters} invalid UTF-8 "
+            "sequences with U+FFFD"
+        )

@@ -1,0 +1,19 @@
+"""Exports for TF-Serving: versioned, atomic SavedModels that take raw strings."""
+
+from tfnlp.export.saved_model import (
+    SERVING_SIGNATURE,
+    ServingModule,
+    check_model_name,
+    existing_versions,
+    export_saved_model,
+    latest_version,
+)
+
+__all__ = [
+    "SERVING_SIGNATURE",
+    "ServingModule",
+    "check_model_name",
+    "existing_versions",
+    "export_saved_model",
+    "latest_version",
+]

@@ -1,0 +1,25 @@
+"""Logging for runs: one readable line per event to stderr and to the run's log file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def configure_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
+    """Sends the `tfnlp` logger to stderr and, when given, appends to `log_file`."""
+    logger = logging.getLogger("tfnlp")
+    logger.setLevel(level)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+        logger.addHandler(handler)

@@ -1,0 +1,115 @@
+"""Custom Keras layers shared by the encoders (registered, with complete `get_config`)."""
+
+from __future__ import annotations
+
+from tfnlp.backend import keras, tf
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned embedding of each position to a `[batch, length, dim]` input.
+
+    Args:
+        sequence_length: the longest sequence the layer can take.
+    """
+
+    def __init__(self, sequence_length: int, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(sequence_length, int) or sequence_length < 1:
+            raise ValueError(
+                "`sequence_length` must be a positive integer. "
+                f"Received: sequence_length={sequence_length!r}."
+            )
+        self.sequence_length = sequence_length
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings",
+            shape=(self.sequence_length, input_shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        length = tf.shape(inputs)[1]
+        positions = tf.cast(self.position_embeddings[:length], inputs.dtype)
+        return inputs + positions[tf.newaxis]
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length}
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """A pre-LayerNorm Transformer encoder block that respects the padding mask.
+
+    x + Dropout(MHA(LN(x))), then x + Dropout(FFN(LN(x))). Pre-LN trains stably without
+    warm-up, which matters for short runs. Sub-layers take this layer's dtype policy so mixed
+    precision reaches every weight; LayerNorm and the attention softmax compute in float32.
+
+    Args:
+        num_heads: attention heads; the model width must be divisible by it.
+        ff_dim: the hidden width of the feed-forward network.
+        dropout: dropout rate after attention and the feed-forward network.
+    """
+
+    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        for key, value in (("num_heads", num_heads), ("ff_dim", ff_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"`{key}` must be a positive integer. Received: {key}={value!r}."
+                )
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if width % self.num_heads:
+            raise ValueError(
+                f"The model width ({width}) must be divisible by `num_heads`. "
+                f"Received: num_heads={self.num_heads}."
+            )
+        policy = self.dtype_policy
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype="float32", name="attention_norm"
+        )
+        self.attention = keras.layers.MultiHeadAttention(
+            self.num_heads, width // self.num_heads, dropout=self.dropout, dtype=policy,
+            name="attention",
+        )
+        self.ff_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype="float32", name="ff_norm"
+        )
+        self.ff_hidden = keras.layers.Dense(
+            self.ff_dim, activation="gelu", dtype=policy, name="ff_hidden"
+        )
+        self.ff_output = keras.layers.Dense(width, dtype=policy, name="ff_output")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        super().build(input_shape)
+
+    def call(self, inputs, mask=None, training=None):
+        attention_mask = None
+        if mask is not None:
+            # [batch, length] -> [batch, 1, length]: every query may attend to real tokens only.
+            attention_mask = tf.cast(mask[:, tf.newaxis, :], tf.bool)
+        x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
+        x = self.attention(x, x, attention_mask=attention_mask, training=training)
+        residual = inputs + self.dropout_layer(x, training=training)
+        x = tf.cast(self.ff_norm(residual), self.compute_dtype)
+        x = self.ff_output(self.ff_hidden(x))
+        return residual + self.dropout_layer(x, training=training)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout,
+        }

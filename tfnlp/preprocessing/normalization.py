@@ -1,0 +1,71 @@
+"""In-graph text normalisation: the classic `clean_text`/`normalize_text` recipe as TF ops.
+
+Steps, in order: repair invalid UTF-8, cap the input length, NFKC (with Unicode case folding
+when lower-casing), replace URLs/@mentions/numbers with placeholder tokens, and collapse
+whitespace. Everything is a TensorFlow or tensorflow-text op, so the exported SavedModel runs
+exactly what training ran.
+"""
+
+from __future__ import annotations
+
+import tensorflow_text as tf_text
+
+from tfnlp.backend import tf
+
+URL_TOKEN = "xxurl"
+USER_TOKEN = "xxuser"
+NUMBER_TOKEN = "xxnum"
+
+_URL = r"(?:https?://|www\.)\S+"
+_MENTION = r"@\w+"
+# A standalone number, with thousands separators or decimals: "3", "1,000", "2.5".
+_NUMBER = r"\b\d+(?:[.,:]\d+)*\b"
+# Typographic apostrophes and quotes become ASCII so "don’t" and "don't" are one word.
+_APOSTROPHES = "[\u2018\u2019\u02bc\u0060\u00b4]"
+
+
+def normalize_text(
+    texts: tf.Tensor,
+    *,
+    lowercase: bool = True,
+    replace_urls: bool = True,
+    replace_mentions: bool = True,
+    replace_numbers: bool = True,
+    max_bytes: int | None = None,
+) -> tf.Tensor:
+    """Normalises a string tensor of any shape.
+
+    Args:
+        texts: UTF-8 strings (invalid bytes are replaced by U+FFFD, never an error).
+        lowercase: Unicode case folding (NFKC_Casefold); otherwise plain NFKC.
+        replace_urls: URLs become `xxurl`.
+        replace_mentions: @user handles become `xxuser`.
+        replace_numbers: standalone numbers become `xxnum`.
+        max_bytes: truncate longer inputs first, so a megabyte string costs what a tweet does.
+
+    Returns:
+        A string tensor of the same shape.
+
+    Example:
+        >>> normalize_text(tf.constant(["Visit https://x.io NOW, @bob!! 2024"])).numpy()
+        array([b'visit xxurl now, xxuser!! xxnum'], dtype=object)
+    """
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    if max_bytes is not None:
+        texts = tf.strings.substr(texts, 0, max_bytes, unit="BYTE")
+    # Repairs invalid UTF-8 (including a multi-byte character cut by the truncation above).
+    texts = tf.strings.unicode_transcode(
+        texts, "UTF-8", "UTF-8", errors="replace", replace_control_characters=True
+    )
+    texts = tf_text.case_fold_utf8(texts) if lowercase else tf_text.normalize_utf8(texts, "NFKC")
+    texts = tf.strings.regex_replace(texts, _APOSTROPHES, "'")
+    if replace_urls:
+        texts = tf.strings.regex_replace(texts, _URL, f" {URL_TOKEN} ")
+    if replace_mentions:
+        texts = tf.strings.regex_replace(texts, _MENTION, f" {USER_TOKEN} ")
+    # "<3" is a heart, not a number: make it the symbol so it survives as one token.
+    texts = tf.strings.regex_replace(texts, "<3+", " \u2665 ")
+    if replace_numbers:
+        texts = tf.strings.regex_replace(texts, _NUMBER, f" {NUMBER_TOKEN} ")
+    texts = tf.strings.regex_replace(texts, r"\s+", " ")
+    return tf.strings.strip(texts)

@@ -1,0 +1,42 @@
+"""Split normalised text into words, punctuation, emoticons and single CJK/Thai characters.
+
+This is the "basic tokenizer" step before the vocabulary lookup or WordPiece: whitespace
+separates words; punctuation and symbols (emoji included) become tokens of their own, except
+emoticons like `:)` and `:(`, which are kept whole because they carry sentiment; scripts written
+without spaces (Chinese, Japanese, Thai, ...) give one token per character, as BERT does for CJK.
+"""
+
+from __future__ import annotations
+
+import tensorflow_text as tf_text
+
+from tfnlp.backend import tf
+
+# Western emoticons, both orientations: :) :-( ;D :P =] <3 (:
+_EMOTICON = (
+    r"(?:[:;=8][\-o\*']?[\)\]\(\[dpP/\\\|@3]|<3|[\)\]\(\[/\\\|][\-o\*']?[:;=])"
+)
+# Punctuation except the apostrophe (kept inside words: "don't"), and symbols (emoji included).
+_PUNCTUATION = r"[^\P{P}']|\p{S}"
+_NO_SPACE_SCRIPTS = (
+    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+)
+# Tokens that are their own delimiters; the emoticon comes first so ":)" beats ":".
+_KEPT = f"{_EMOTICON}|{_PUNCTUATION}|{_NO_SPACE_SCRIPTS}"
+# Apostrophes not between word characters are quotes, not contractions.
+_LEADING_APOSTROPHE = r"(^|[^\pL\pN])'+"
+_TRAILING_APOSTROPHE = r"'+([^\pL\pN]|$)"
+
+
+def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Splits a 1-D tensor of normalised strings into a ragged [batch, (words)] tensor.
+
+    Example:
+        >>> split_words(tf.constant(["so good :) 我爱你!"])).to_list()
+        [[b'so', b'good', b':)', b'\xe6\x88\x91', b'\xe7\x88\xb1', b'\xe4\xbd\xa0', b'!']]
+    """
+    texts = tf.strings.regex_replace(texts, _LEADING_APOSTROPHE, r"\1 ")
+    texts = tf.strings.regex_replace(texts, _TRAILING_APOSTROPHE, r" \1")
+    return tf_text.regex_split(
+        texts, delim_regex_pattern=rf"\s+|{_KEPT}", keep_delim_regex_pattern=_KEPT
+    )

@@ -1,0 +1,91 @@
+"""The callbacks a pipeline run trains with, and the per-epoch summary line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from tfnlp.backend import keras
+
+logger = logging.getLogger("tfnlp")
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Logs one line per epoch and measures training throughput (validation time excluded).
+
+    Args:
+        examples_per_epoch: training examples in one epoch (for examples/s).
+    """
+
+    def __init__(self, examples_per_epoch: int):
+        super().__init__()
+        self.examples_per_epoch = examples_per_epoch
+        self.train_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._test_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._test_seconds += time.perf_counter() - self._test_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start - self._test_seconds
+        self.train_seconds.append(seconds)
+        values = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+        logger.info(
+            "epoch %d/%d: %s (%.1f s, %.0f examples/s)", epoch + 1, self.params["epochs"],
+            values, seconds, self.examples_per_epoch / max(seconds, 1e-9),
+        )
+
+    @property
+    def examples_per_second(self) -> float:
+        """Mean training throughput over the epochs run (the first includes tracing)."""
+        if not self.train_seconds:
+            return 0.0
+        return self.examples_per_epoch * len(self.train_seconds) / sum(self.train_seconds)
+
+
+# Strategies Keras's BackupAndRestore accepts (it refuses OneDevice and ParameterServer).
+_BACKUP_STRATEGIES = ("_DefaultDistributionStrategy", "MirroredStrategy",
+                      "MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy", "TPUStrategy")
+
+
+def standard_callbacks(
+    run_dir: Path, *, monitor: str, patience: int, examples_per_epoch: int,
+    strategy_name: str = "_DefaultDistributionStrategy",
+) -> tuple[list[keras.callbacks.Callback], EpochSummary]:
+    """Checkpoint (best + latest), backup-and-restore, early stopping, TensorBoard, CSV log.
+
+    Returns:
+        (callbacks, the `EpochSummary` among them, for its throughput figures).
+    """
+    checkpoints = run_dir / "checkpoints"
+    mode = "max" if "accuracy" in monitor else "min"
+    summary = EpochSummary(examples_per_epoch)
+    callbacks = []
+    if strategy_name in _BACKUP_STRATEGIES:
+        # Resumes an interrupted run at the epoch it reached (deleted when training ends).
+        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    else:
+        logger.warning("%s cannot back up and restore: an interrupted run restarts from "
+                       "scratch (use strategy auto/default/mirrored to resume)", strategy_name)
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best"), monitor=monitor, mode=mode, save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.ModelCheckpoint(str(checkpoints / "latest"), save_weights_only=True),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        summary,
+    ]
+    return callbacks, summary
