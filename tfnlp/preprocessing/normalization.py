@@ -18,8 +18,12 @@ NUMBER_TOKEN = "xxnum"
 
 _URL = r"(?:https?://|www\.)\S+"
 _MENTION = r"@\w+"
-# A standalone number, with thousands separators or decimals: "3", "1,000", "2.5".
-_NUMBER = r"\b\d+(?:[.,:]\d+)*\b"
+# A standalone number, with thousands separators, decimals or times: "3", "1,000", "2.5",
+# "12:30", but not the digits inside "utf8", "2.5h" or "12:30pm". RE2 has no look-around, so
+# the characters on each side are captured and put back.
+_NUMBER = (
+    r"(^|[^\pL\pN_])(\p{Nd}+(?:[.,:]\p{Nd}+)*)([^\pL\pN_.,:]|[.,:](?:[^\pN]|$)|$)"
+)
 # Typographic apostrophes and quotes become ASCII so "don’t" and "don't" are one word.
 _APOSTROPHES = "[\u2018\u2019\u02bc\u0060\u00b4]"
 
@@ -54,9 +58,11 @@ def normalize_text(
     if max_bytes is not None:
         texts = tf.strings.substr(texts, 0, max_bytes, unit="BYTE")
     # Repairs invalid UTF-8 (including a multi-byte character cut by the truncation above).
-    texts = tf.strings.unicode_transcode(
-        texts, "UTF-8", "UTF-8", errors="replace", replace_control_characters=True
-    )
+    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
+    # Whitespace of any kind becomes a space; other control and format characters (NUL,
+    # zero-width spaces, direction marks) are dropped: they only split or hide words.
+    texts = tf.strings.regex_replace(texts, r"\s+", " ")
+    texts = tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}]+", "")
     texts = tf_text.case_fold_utf8(texts) if lowercase else tf_text.normalize_utf8(texts, "NFKC")
     texts = tf.strings.regex_replace(texts, _APOSTROPHES, "'")
     if replace_urls:
@@ -66,6 +72,8 @@ def normalize_text(
     # "<3" is a heart, not a number: make it the symbol so it survives as one token.
     texts = tf.strings.regex_replace(texts, "<3+", " \u2665 ")
     if replace_numbers:
-        texts = tf.strings.regex_replace(texts, _NUMBER, f" {NUMBER_TOKEN} ")
+        # Twice: a match consumes the separator the next number needs ("1 2 3").
+        for _ in range(2):
+            texts = tf.strings.regex_replace(texts, _NUMBER, rf"\1 {NUMBER_TOKEN} \3")
     texts = tf.strings.regex_replace(texts, r"\s+", " ")
     return tf.strings.strip(texts)

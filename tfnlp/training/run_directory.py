@@ -41,6 +41,11 @@ class RunDirectory:
         return self.path / "backup"
 
     @property
+    def has_backup(self) -> bool:
+        """True while an interrupted run's BackupAndRestore state waits to be resumed."""
+        return self.backup_dir.is_dir() and any(self.backup_dir.iterdir())
+
+    @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.json"
 

@@ -81,7 +81,7 @@ def build_preprocessor(config: PipelineConfig, run: RunDirectory, train_texts) -
     key = fingerprint(asdict(config.preprocessing), train_texts)
     vocabulary = run.read_vocabulary(key)
     if vocabulary is None:
-        if run.backup_dir.exists():
+        if run.has_backup:
             # The backup's embeddings index another vocabulary: resuming would be garbage.
             logger.warning("data or preprocessing changed: discarding the backup in %s",
                            run.backup_dir)
@@ -121,7 +121,11 @@ def _one_hot(num_classes: int):
 
 
 def train_pipeline(
-    config: PipelineConfig, run_dir: str | Path, *, export: bool = True
+    config: PipelineConfig,
+    run_dir: str | Path,
+    *,
+    export: bool = True,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainingResult:
     """Trains, evaluates and (optionally) exports one pipeline; resumes an interrupted run.
 
@@ -129,6 +133,7 @@ def train_pipeline(
         config: the validated pipeline.
         run_dir: where the config, vocabulary, checkpoints, logs, metrics and plots go.
         export: export the best model to `export.dir` when training ends.
+        extra_callbacks: more Keras callbacks for `model.fit`.
 
     Returns:
         The trained model (best weights), the metrics written to `metrics.json`, the run
@@ -160,7 +165,7 @@ def train_pipeline(
         run.path, monitor=config.train.monitor, patience=config.train.early_stopping_patience,
         examples_per_epoch=len(splits.train), strategy_name=type(strategy).__name__,
     )
-    if run.backup_dir.exists():
+    if run.has_backup:
         logger.info("resuming from the backup in %s", run.backup_dir)
     else:
         # A fresh start: the epoch log must not continue an earlier run's.
@@ -169,7 +174,7 @@ def train_pipeline(
         dataset(splits.train, shuffle=True),
         validation_data=dataset(splits.validation),
         epochs=config.train.epochs,
-        callbacks=callbacks,
+        callbacks=callbacks + list(extra_callbacks or []),
         verbose=1 if sys.stdout.isatty() else 2,
     )
     if model.stop_training and np.isnan(model.history.history.get("loss", [0])[-1]):
@@ -178,6 +183,8 @@ def train_pipeline(
             f"{run.best_checkpoint.parent}. Try a lower `train.learning_rate` or "
             "`precision.policy: float32`."
         )
+    # BackupAndRestore empties its directory when training ends; drop the husk too.
+    shutil.rmtree(run.backup_dir, ignore_errors=True)
     model.load_weights(str(run.best_checkpoint)).expect_partial()
 
     metrics = evaluate_model(model, config, splits, labels, run)
