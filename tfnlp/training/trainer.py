@@ -27,6 +27,7 @@ from tfnlp.models import build_model
 from tfnlp.preprocessing import TextPreprocessor, load_stopwords
 from tfnlp.training.callbacks import standard_callbacks
 from tfnlp.training.precision import precision_scope, resolve_policy
+from tfnlp.training.preflight import run_preflight
 from tfnlp.training.run_directory import RunDirectory, fingerprint
 from tfnlp.training.strategy import create_strategy
 
@@ -139,6 +140,7 @@ def train_pipeline(
         The trained model (best weights), the metrics written to `metrics.json`, the run
         directory and the export path.
     """
+    run_preflight(config, Path(run_dir))
     run = RunDirectory(Path(run_dir)).create()
     run.write_config(config)
     keras.utils.set_random_seed(config.seed)

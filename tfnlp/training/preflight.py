@@ -1,0 +1,63 @@
+"""Checks that run before any training, so a run fails in seconds, not after an hour."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tfnlp.config.schema import PipelineConfig
+
+
+class PreflightError(RuntimeError):
+    """A problem found before training (names the path or key and how to fix it)."""
+
+
+def estimate_parameters(config: PipelineConfig) -> int:
+    """A generous parameter count from the config alone (the vocabulary is not learned yet)."""
+    m = config.model
+    count = config.preprocessing.vocab_size * m.embedding_dim
+    if m.name in ("lstm", "bilstm"):
+        directions = 2 if m.name == "bilstm" else 1
+        width = m.embedding_dim
+        for _ in range(m.num_layers):
+            count += directions * 4 * m.units * (width + m.units + 1)
+            width = directions * m.units
+    else:
+        d = m.embedding_dim
+        count += config.preprocessing.sequence_length * d
+        count += m.num_layers * (4 * d * d + 2 * d * m.ff_dim + 8 * d)
+    # Heads, norms and biases are small: a margin covers them rather than a formula per layer.
+    return int(count * 1.05) + 4096
+
+
+def check_writable(directory: Path, key: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise PreflightError(
+            f"{directory}: cannot write here ({error.strerror}); choose another `{key}`."
+        ) from None
+
+
+def run_preflight(config: PipelineConfig, run_dir: Path) -> None:
+    """Output directories writable and enough free disk for checkpoints and the export.
+
+    Raises:
+        PreflightError: the first problem found.
+    """
+    check_writable(run_dir, "--run-dir")
+    export_dir = Path(config.export.dir)
+    check_writable(export_dir, "export.dir")
+    # Weights + two Adam slots, in float32, for the best, latest and backup checkpoints and
+    # the export, with a factor of 2 for temporary copies while writing.
+    needed = estimate_parameters(config) * 4 * 3 * 4 * 2
+    for directory in {run_dir, export_dir}:
+        free = shutil.disk_usage(directory).free
+        if free < needed:
+            raise PreflightError(
+                f"{directory}: {free / 1e6:.0f} MB free, but checkpoints and the export need "
+                f"about {needed / 1e6:.0f} MB; free some disk or choose another directory."
+            )
