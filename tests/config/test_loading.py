@@ -1,7 +1,7 @@
 import pytest
 
 from tests.conftest import PIPELINES
-from tfnlp.config import ConfigError, PipelineConfig, load_pipeline, to_dict, from_dict
+from tfnlp.config import ConfigError, PipelineConfig, from_dict, load_pipeline, to_dict
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)

@@ -87,3 +87,24 @@ def test_interrupted_run_resumes_instead_of_restarting(tmp_path, caplog):
     with open(run_dir / "history.csv") as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1", "2"]
     assert not (run_dir / "backup").exists()
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Makes the loss NaN in the second epoch, as a diverging run would."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.model.history.epoch and batch == 2:
+            weights = self.model.get_layer("logits").get_weights()
+            self.model.get_layer("logits").set_weights([w * float("nan") for w in weights])
+
+
+def test_nan_stops_the_run_keeps_the_last_good_checkpoint_and_says_what_to_try(tmp_path):
+    import numpy as np
+
+    config = load_pipeline(REPO / "pipelines" / "tweets_lstm.yaml",
+                           TINY_OVERRIDES + ["model.num_layers=1", "data.limit=300"])
+    with pytest.raises(FloatingPointError, match="lower `train.learning_rate`") as error:
+        train_pipeline(config, tmp_path / "run", export=False, extra_callbacks=[PoisonWeights()])
+    assert "float32" in str(error.value)
+    model, _, _ = load_trained_model(tmp_path / "run")
+    assert all(np.isfinite(w).all() for w in model.get_weights())
