@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,29 @@ def test_csv_loader_on_arbitrary_bytes_gives_rows_or_a_clear_error(tmp_path_fact
         return
     assert report.rows_read == report.rows_kept + report.rows_skipped
     assert all(isinstance(t, str) and t.strip() for t in examples.texts)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_run):
+    import tensorflow_text  # noqa: F401  (registers the text ops)
+
+    loaded = tf.saved_model.load(str(tiny_run.export_path))
+    return loaded, loaded.signatures["serving_default"]
+
+
+@FUZZ
+@given(st.lists(st.one_of(TEXT, RAW_BYTES), min_size=1, max_size=8))
+def test_exported_signature_takes_anything(served, texts):
+    _, signature = served
+    out = signature(text=tf.constant(texts, dtype=tf.string))
+    probabilities = out["probabilities"].numpy()
+    assert probabilities.shape == (len(texts), 3)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert out["label_id"].numpy().tolist() == probabilities.argmax(axis=1).tolist()
+
+
+def test_exported_signature_takes_a_megabyte_and_a_thousand_strings(served):
+    _, signature = served
+    out = signature(text=tf.constant(["x" * 1_000_000] + ["ok :)"] * 999))
+    assert out["probabilities"].shape == (1000, 3)
