@@ -12,7 +12,12 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
         {"accuracy", "macro_f1", "per_class": {label: {precision, recall, f1, support}},
          "confusion_matrix": rows = true label, columns = predicted label, "labels"}.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     ids = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -252,6 +252,11 @@ def evaluate_model(model, config: PipelineConfig, splits: Splits, labels, run: R
     }
 
 
+def preprocessor_of(model: keras.Model) -> TextPreprocessor:
+    """The model's `TextPreprocessor` layer."""
+    return next(layer for layer in model.layers if isinstance(layer, TextPreprocessor))
+
+
 def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, PipelineConfig, list[str]]:
     """Rebuilds a run's model from its config and vocabulary and loads the best checkpoint.
 
@@ -300,5 +305,5 @@ def export_run(
     return export_saved_model(
         model, labels, export_dir or config.export.dir, name or config.export.name or config.name,
         version=version if version is not None else config.export.version,
-        vocabulary=model.get_layer(index=1).vocabulary,
+        vocabulary=preprocessor_of(model).vocabulary,
     )
