@@ -50,6 +50,9 @@ def test_round_trip_through_plain_data():
         ("- just\n- a list\n", r"top level must be a mapping"),
         ("name: !!python/object/apply:os.system ['echo pwned']\n", r"not valid YAML"),
         ("name: [unclosed\n", r"not valid YAML"),
+        ("name: ../../etc\n", r"`name` must be letters, digits"),
+        ("name: /abs\n", r"`name` must be letters, digits"),
+        ("name: ok\nexport:\n  name: ../x\n", r"`export.name` must be letters, digits"),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path, text, message):

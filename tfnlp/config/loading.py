@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,8 @@ from tfnlp.config.schema import PipelineConfig
 class ConfigError(ValueError):
     """A pipeline file or override that does not match the schema."""
 
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Value ranges the types alone cannot express: key path -> (minimum, maximum, inclusive max).
 _RANGES = {
@@ -106,7 +109,16 @@ def apply_override(raw: dict, override: str, source: str = "--set") -> None:
 
 def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
     """Builds a validated `PipelineConfig` from plain mappings (e.g. a run's config.yaml)."""
-    return _build(PipelineConfig, raw, source, "")
+    config = _build(PipelineConfig, raw, source, "")
+    # These become directory names (runs/<name>, <export.dir>/<export.name>): one safe
+    # component each, so a config can never write outside its roots.
+    for key, value in (("name", config.name), ("export.name", config.export.name)):
+        if value is not None and not _SAFE_NAME.match(value):
+            raise ConfigError(
+                f"{source}: `{key}` must be letters, digits, '.', '_' or '-' (not starting with "
+                f"'.' or '-'), at most 128 characters. Received: {key}={value!r}."
+            )
+    return config
 
 
 def to_dict(config: PipelineConfig) -> dict[str, Any]:
