@@ -116,9 +116,32 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class LanguageModelConfig:
+    """Read only when `task: language_model`; the model sizes come from the `model:` section."""
+
+    # Characters need no learned merges and never meet an unknown word; WordPiece (learned
+    # from the training split like the classifiers') makes sequences ~4x shorter.
+    tokenizer: Literal["character", "wordpiece"] = "character"
+    # The most frequent N characters, or the WordPiece vocabulary size (reserved ids included).
+    vocab_size: int = 300
+    # Tokens per training window; the model predicts each next token inside it.
+    sequence_length: int = 128
+    # Tokens between window starts: equal to sequence_length means no overlap.
+    stride: int = 128
+    # Transformer only: the output layer reuses the input embedding matrix (fewer weights).
+    tie_embeddings: bool = False
+    # The classic per-improvement checkpoint, under <run>/checkpoints/ (`{epoch}`, `{loss}`
+    # and any logged metric can appear in the template).
+    checkpoint_filepath: str = "weights-improvement-{epoch:02d}-{loss:.4f}.h5"
+    # Keep only the best K of those files (by `checkpoint_monitor`).
+    keep_best: int = 3
+    checkpoint_monitor: Literal["loss", "val_loss"] = "loss"
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "language_model"] = "classification"
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
@@ -127,3 +150,4 @@ class PipelineConfig:
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)

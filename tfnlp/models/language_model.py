@@ -1,0 +1,226 @@
+"""Language models: token ids `[batch, time]` in, float32 next-token logits `[batch, time, vocab]` out.
+
+Two families share one interface so training, evaluation and decoding treat them alike:
+
+* `LSTMLanguageModel`: the classic stacked LSTM text generator (the article used LSTM(512) x 2
+  with Dropout 0.2; the defaults here are smaller for CPUs). `step` advances the LSTM state,
+  so generation costs one step per token.
+* `TransformerLanguageModel`: a causal, pre-LayerNorm Transformer decoder with learned
+  position embeddings and optionally tied input/output embeddings. It sees at most
+  `context_length` tokens; generation re-reads the last `context_length` tokens every step.
+
+Both compute their logits in float32 whatever the mixed-precision policy.
+"""
+
+from __future__ import annotations
+
+from tfnlp.backend import keras, tf
+from tfnlp.config.schema import ModelConfig
+from tfnlp.models.layers import PositionEmbedding, TransformerEncoderBlock
+
+LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
+
+
+def _positive(key: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}.")
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class CausalTransformerBlock(TransformerEncoderBlock):
+    """`TransformerEncoderBlock` whose queries attend only to themselves and earlier tokens."""
+
+    def call(self, inputs, mask=None, training=None):
+        x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
+        x = self.attention(x, x, use_causal_mask=True, training=training)
+        residual = inputs + self.dropout_layer(x, training=training)
+        x = tf.cast(self.ff_norm(residual), self.compute_dtype)
+        x = self.ff_output(self.ff_hidden(x))
+        return residual + self.dropout_layer(x, training=training)
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class LSTMLanguageModel(keras.Model):
+    """Embedding → stacked LSTM (+ Dropout) → Dense logits over the vocabulary.
+
+    Args:
+        vocabulary_size: the number of token ids.
+        embedding_dim: the embedding width.
+        units: LSTM units per layer.
+        num_layers: stacked LSTM layers.
+        dropout: dropout after each LSTM layer (the classic recipe's regulariser).
+
+    Example:
+        >>> model = LSTMLanguageModel(100, embedding_dim=16, units=32)
+        >>> model(tf.zeros([2, 5], tf.int32)).shape
+        TensorShape([2, 5, 100])
+    """
+
+    def __init__(self, vocabulary_size: int, embedding_dim: int = 64, units: int = 256,
+                 num_layers: int = 2, dropout: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        for key, value in (("vocabulary_size", vocabulary_size), ("embedding_dim", embedding_dim),
+                           ("units", units), ("num_layers", num_layers)):
+            _positive(key, value)
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.lstm_layers = [
+            keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm_{i}")
+            for i in range(num_layers)
+        ]
+        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
+        self.logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+
+    def initial_state(self, batch_size) -> list[tf.Tensor]:
+        """Zero `[h, c]` per layer for a batch (the state at the start of a text)."""
+        zeros = tf.zeros([batch_size, self.units], self.compute_dtype)
+        return [zeros] * (2 * self.num_layers)
+
+    def step(self, ids, states, mask=None, training=False):
+        """Runs `ids` `[batch, time]` from `states`; returns (logits, new states).
+
+        With `mask`, masked steps leave the state unchanged (right-padded prompts).
+        """
+        x = self.embedding(ids)
+        new_states = []
+        for i, lstm in enumerate(self.lstm_layers):
+            x, h, c = lstm(x, initial_state=states[2 * i: 2 * i + 2], mask=mask, training=training)
+            x = self.dropout_layer(x, training=training)
+            new_states += [h, c]
+        return self.logits_layer(x), new_states
+
+    def call(self, ids, training=None):
+        ids = tf.convert_to_tensor(ids)
+        logits, _ = self.step(ids, self.initial_state(tf.shape(ids)[0]), training=training)
+        return logits
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class TransformerLanguageModel(keras.Model):
+    """Embedding + positions → causal Transformer blocks → LayerNorm → logits.
+
+    Args:
+        vocabulary_size: the number of token ids.
+        context_length: the most tokens the model attends over (its position table size).
+        embedding_dim: the model width.
+        num_layers: decoder blocks.
+        num_heads: attention heads (must divide `embedding_dim`).
+        ff_dim: the feed-forward hidden width.
+        dropout: dropout after embeddings, attention and feed-forward.
+        tie_embeddings: the output layer is the transposed input embedding matrix.
+
+    Example:
+        >>> model = TransformerLanguageModel(100, 8, embedding_dim=16, num_heads=2)
+        >>> model(tf.zeros([2, 5], tf.int32)).shape
+        TensorShape([2, 5, 100])
+    """
+
+    def __init__(self, vocabulary_size: int, context_length: int, embedding_dim: int = 128,
+                 num_layers: int = 2, num_heads: int = 4, ff_dim: int = 512,
+                 dropout: float = 0.1, tie_embeddings: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        for key, value in (("vocabulary_size", vocabulary_size),
+                           ("context_length", context_length), ("embedding_dim", embedding_dim),
+                           ("num_layers", num_layers), ("num_heads", num_heads),
+                           ("ff_dim", ff_dim)):
+            _positive(key, value)
+        if embedding_dim % num_heads:
+            raise ValueError(
+                "`embedding_dim` must be divisible by `num_heads`. Received: "
+                f"embedding_dim={embedding_dim}, num_heads={num_heads}."
+            )
+        self.vocabulary_size = vocabulary_size
+        self.context_length = context_length
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.tie_embeddings = tie_embeddings
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.positions = PositionEmbedding(context_length, name="positions")
+        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
+        self.blocks = [
+            CausalTransformerBlock(num_heads, ff_dim, dropout, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype="float32", name="final_norm"
+        )
+        if not tie_embeddings:
+            self.logits_layer = keras.layers.Dense(
+                vocabulary_size, dtype="float32", name="logits"
+            )
+
+    def call(self, ids, training=None):
+        x = self.embedding(tf.convert_to_tensor(ids))
+        x = self.dropout_layer(self.positions(x), training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        x = self.final_norm(x)
+        if self.tie_embeddings:
+            matrix = tf.cast(self.embedding.embeddings, tf.float32)
+            return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
+        return self.logits_layer(x)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "context_length": self.context_length,
+            "embedding_dim": self.embedding_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout,
+            "tie_embeddings": self.tie_embeddings,
+        }
+
+
+def build_language_model(
+    config: ModelConfig, vocabulary_size: int, context_length: int, tie_embeddings: bool = False
+) -> keras.Model:
+    """Builds (and creates the weights of) the language model named by `config.name`.
+
+    Args:
+        config: the `model:` section (name, sizes, dropout).
+        vocabulary_size: the tokenizer's vocabulary size.
+        context_length: the training window length (the Transformer's position table).
+        tie_embeddings: Transformer only: share the input and output embedding matrix.
+
+    Raises:
+        ValueError: a model name that is not a language model.
+    """
+    if config.name == "lstm":
+        model = LSTMLanguageModel(
+            vocabulary_size, embedding_dim=config.embedding_dim, units=config.units,
+            num_layers=config.num_layers, dropout=config.dropout, name="lstm_language_model",
+        )
+    elif config.name == "transformer":
+        model = TransformerLanguageModel(
+            vocabulary_size, context_length, embedding_dim=config.embedding_dim,
+            num_layers=config.num_layers, num_heads=config.num_heads, ff_dim=config.ff_dim,
+            dropout=config.dropout, tie_embeddings=tie_embeddings,
+            name="transformer_language_model",
+        )
+    else:
+        raise ValueError(
+            f"`model.name` must be one of {LANGUAGE_MODEL_NAMES} for `task: language_model`. "
+            f"Received: model.name={config.name!r}."
+        )
+    model(tf.zeros([1, 2], tf.int32))
+    return model

@@ -1,0 +1,175 @@
+"""`LanguageModelTokenizer`: strings ⇄ character or WordPiece ids for language models, in-graph.
+
+Id 0 pads, id 1 is the unknown token and id 2 (`[EOS]`) ends a text. Training streams are
+"text [EOS] text [EOS] …", so a prompt is encoded as "[EOS] prompt": the model then sees the
+start of a text exactly as in training.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+import tensorflow_text as tf_text
+
+from tfnlp.backend import keras, tf
+from tfnlp.preprocessing.normalization import normalize_text
+from tfnlp.preprocessing.pretokenization import split_words
+from tfnlp.preprocessing.vocabulary import PAD_TOKEN, UNK_TOKEN, count_words, learn_vocabulary
+
+EOS_TOKEN = "[EOS]"
+LM_RESERVED_TOKENS = [PAD_TOKEN, UNK_TOKEN, EOS_TOKEN]
+PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
+LM_TOKENIZERS = ("character", "wordpiece")
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class LanguageModelTokenizer(keras.layers.Layer):
+    """Normalise, then split into characters or WordPieces; and back from ids to text.
+
+    Args:
+        vocabulary: tokens in id order; must start with `[PAD]`, `[UNK]`, `[EOS]`.
+        tokenizer: "character" (one id per Unicode character) or "wordpiece".
+        lowercase: Unicode case folding (NFKC_Casefold) instead of plain NFKC.
+        replace_urls: URLs become `xxurl`.
+        replace_mentions: @handles become `xxuser`.
+        replace_numbers: standalone numbers become `xxnum`.
+        max_bytes: inputs are cut to this many bytes before any work.
+
+    Example:
+        >>> layer = LanguageModelTokenizer.from_texts(["abc", "cab"], vocab_size=50)
+        >>> layer.detokenize(layer(tf.constant(["cab"])))
+        <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'cab'], dtype=object)>
+    """
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        tokenizer: str = "character",
+        lowercase: bool = True,
+        replace_urls: bool = True,
+        replace_mentions: bool = True,
+        replace_numbers: bool = True,
+        max_bytes: int = 65536,
+        **kwargs,
+    ):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if tokenizer not in LM_TOKENIZERS:
+            raise ValueError(
+                f"`tokenizer` must be one of {LM_TOKENIZERS}. Received: tokenizer={tokenizer!r}."
+            )
+        vocabulary = list(vocabulary)
+        if vocabulary[:3] != LM_RESERVED_TOKENS:
+            raise ValueError(
+                f"`vocabulary` must start with {LM_RESERVED_TOKENS}. "
+                f"Received: vocabulary[:3]={vocabulary[:3]!r}."
+            )
+        if not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(
+                f"`max_bytes` must be a positive integer. Received: max_bytes={max_bytes!r}."
+            )
+        self.vocabulary = vocabulary
+        self.tokenizer = tokenizer
+        self.lowercase = lowercase
+        self.replace_urls = replace_urls
+        self.replace_mentions = replace_mentions
+        self.replace_numbers = replace_numbers
+        self.max_bytes = max_bytes
+        # What ids turn back into: reserved tokens print as nothing.
+        self._id_to_text = tf.constant([""] * len(LM_RESERVED_TOKENS) + vocabulary[3:])
+        if tokenizer == "wordpiece":
+            self._wordpiece = tf_text.FastWordpieceTokenizer(
+                vocab=vocabulary, token_out_type=tf.int64, unknown_token=UNK_TOKEN,
+                no_pretokenization=True, support_detokenization=True,
+            )
+        else:
+            self._char_table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(vocabulary), tf.range(len(vocabulary), dtype=tf.int64)
+                ),
+                default_value=UNK_ID,
+            )
+
+    @classmethod
+    def from_texts(
+        cls, texts: Iterable[str], vocab_size: int = 300, tokenizer: str = "character", **kwargs
+    ) -> LanguageModelTokenizer:
+        """Learns the vocabulary from `texts` (the training split) and returns the layer.
+
+        Characters: the `vocab_size - 3` most frequent ones. WordPiece: tensorflow-text's
+        learner over the normalised words, as for the classifiers.
+        """
+        texts = list(texts)
+        probe = cls(LM_RESERVED_TOKENS, tokenizer="character", **kwargs)
+        if tokenizer == "character":
+            counts: collections.Counter = collections.Counter()
+            dataset = tf.data.Dataset.from_tensor_slices(texts or [""]).batch(2048)
+            for chars in dataset.map(probe._characters):
+                counts.update(chars.flat_values.numpy())
+            ranked = [c.decode("utf-8") for c, _ in counts.most_common()]
+            ranked = [c for c in ranked if c not in LM_RESERVED_TOKENS]
+            vocabulary = LM_RESERVED_TOKENS + ranked[: vocab_size - len(LM_RESERVED_TOKENS)]
+        elif tokenizer == "wordpiece":
+            words = count_words(texts, lambda t: split_words(probe.normalize(t)))
+            learned = learn_vocabulary(words, tokenizer="wordpiece", vocab_size=vocab_size - 1)
+            vocabulary = LM_RESERVED_TOKENS + [t for t in learned if t not in LM_RESERVED_TOKENS]
+        else:
+            raise ValueError(
+                f"`tokenizer` must be one of {LM_TOKENIZERS}. Received: tokenizer={tokenizer!r}."
+            )
+        return cls(vocabulary, tokenizer=tokenizer, **kwargs)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """The normalised strings (same shape as `texts`)."""
+        return normalize_text(
+            texts, lowercase=self.lowercase, replace_urls=self.replace_urls,
+            replace_mentions=self.replace_mentions, replace_numbers=self.replace_numbers,
+            max_bytes=self.max_bytes,
+        )
+
+    def _characters(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        return tf.strings.unicode_split(self.normalize(texts), "UTF-8", errors="replace")
+
+    def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ragged int32 ids `[batch, (tokens)]` of a 1-D batch of strings (no `[EOS]`)."""
+        if self.tokenizer == "wordpiece":
+            ids = self._wordpiece.tokenize(split_words(self.normalize(texts))).merge_dims(-2, -1)
+        else:
+            ids = self._char_table.lookup(self._characters(texts))
+        return tf.cast(ids, tf.int32)
+
+    def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
+        """Strings from `[batch, length]` ids (dense or ragged); reserved ids are dropped."""
+        ids = tf.cast(ids, tf.int64)
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(ids)
+        ids = tf.ragged.boolean_mask(ids, ids >= len(LM_RESERVED_TOKENS))
+        if self.tokenizer == "wordpiece":
+            return self._wordpiece.detokenize(ids)
+        return tf.strings.reduce_join(tf.gather(self._id_to_text, ids), axis=-1)
+
+    def call(self, inputs):
+        """`[EOS]` + the ids of each string, as ragged int32 `[batch, (tokens)]`."""
+        texts = tf.convert_to_tensor(inputs)
+        if texts.shape.rank == 2:
+            texts = tf.squeeze(texts, axis=-1)
+        ids = self.tokenize(texts)
+        eos = tf.fill([tf.shape(texts)[0], 1], tf.constant(EOS_ID, tf.int32))
+        return tf.concat([eos, ids], axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary": self.vocabulary,
+            "tokenizer": self.tokenizer,
+            "lowercase": self.lowercase,
+            "replace_urls": self.replace_urls,
+            "replace_mentions": self.replace_mentions,
+            "replace_numbers": self.replace_numbers,
+            "max_bytes": self.max_bytes,
+        }
