@@ -20,6 +20,15 @@ def _train(args) -> int:
     config = load_pipeline(args.pipeline, args.set)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     configure_logging(run_dir / "train.log")
+    if config.task == "language_model":
+        from tfnlp.training.language_model import train_language_model
+
+        result = train_language_model(config, run_dir, export=not args.no_export)
+        test = result.metrics.get("test", {})
+        print(f"test perplexity {test.get('perplexity', float('nan')):.4f}  bits/char "
+              f"{test.get('bits_per_character', float('nan')):.4f}  run {result.run_dir}"
+              + (f"  export {result.export_path}" if result.export_path else ""))
+        return 0
     result = train_pipeline(config, run_dir, export=not args.no_export)
     test = result.metrics["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
@@ -43,7 +52,39 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from tfnlp.training.trainer import export_run
 
+    if _is_language_model_run(args.run_dir):
+        from tfnlp.training.language_model import export_language_model_run as export_run
     print(export_run(args.run_dir, args.export_dir, args.name, args.version))
+    return 0
+
+
+def _is_language_model_run(run_dir) -> bool:
+    from tfnlp.training.run_directory import RunDirectory
+
+    run = RunDirectory(Path(run_dir))
+    return run.config_file.is_file() and run.read_config().task == "language_model"
+
+
+def _generate(args) -> int:
+    import logging
+    import random
+
+    from tfnlp.generation import load_generator
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    seed = args.seed if args.seed is not None else random.randrange(2**62)
+    generate = load_generator(args.run_or_export)
+    (text,) = generate([args.prompt], max_tokens=args.max_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, seed=seed)
+    print(text)
+    return 0
+
+
+def _bench_lm(args) -> int:
+    from tfnlp.bench.lm import run_lm_benchmark
+
+    run_lm_benchmark(args.pipeline, args.output_dir, overrides=args.set, steps=args.steps,
+                     max_tokens=args.max_tokens, batch_sizes=args.batch_sizes)
     return 0
 
 
@@ -107,6 +148,37 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")
     with_overrides(validate)
     validate.set_defaults(handler=_validate)
+
+    generate = commands.add_parser(
+        "generate", help="continue a prompt with a language-model run or export"
+    )
+    generate.add_argument("run_or_export", metavar="RUN_OR_EXPORT",
+                          help="runs/<name> or saved_models/<name>[/<version>]")
+    generate.add_argument("--prompt", required=True, help="the text to continue ('' is fine)")
+    generate.add_argument("--max-tokens", type=int, default=100, help="tokens to generate")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="0 is greedy; higher is more varied (default 1)")
+    generate.add_argument("--top-k", type=int, default=0, help="sample from the k most likely "
+                          "tokens (0: all)")
+    generate.add_argument("--top-p", type=float, default=1.0,
+                          help="sample from the smallest set with this much probability (1: all)")
+    generate.add_argument("--seed", type=int, help="same seed, same text (default: random)")
+    generate.set_defaults(handler=_generate)
+
+    bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
+    bench_commands = bench.add_subparsers(dest="bench", required=True)
+    bench_lm = bench_commands.add_parser(
+        "lm", help="language-model tokens/s: training and generation, float32 vs mixed_bfloat16"
+    )
+    bench_lm.add_argument("--pipeline", default="pipelines/tweets_lm.yaml",
+                          help="pipeline whose model sizes are measured")
+    with_overrides(bench_lm)
+    bench_lm.add_argument("--output-dir", default="bench_results", help="where JSON + PNG go")
+    bench_lm.add_argument("--steps", type=int, default=20, help="timed training steps")
+    bench_lm.add_argument("--max-tokens", type=int, default=64, help="tokens generated per run")
+    bench_lm.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32],
+                          help="generation batch sizes")
+    bench_lm.set_defaults(handler=_bench_lm)
     return parser
 
 

@@ -257,3 +257,64 @@ def export_language_model(
         return _publish(saved, model_dir, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_generator(run_or_export: str | Path):
+    """A callable `(prompts, max_tokens, temperature, top_k, top_p, seed) -> list[str]`.
+
+    Args:
+        run_or_export: a `task: language_model` run directory (the best checkpoint is loaded
+            and decoded in this process) or an export (`saved_models/<name>` or a version
+            directory; its `generate_with_options` signature runs).
+
+    Raises:
+        FileNotFoundError: neither a run directory nor an export.
+    """
+    path = Path(run_or_export)
+    if (path / "config.yaml").is_file():
+        from tfnlp.training.language_model import load_trained_language_model
+
+        model, tokenizer, _ = load_trained_language_model(path)
+        module = GenerationModule(model, tokenizer)
+
+        def function(*args):
+            # A closure over `module`: its tf.functions hold only a weak reference to it.
+            return module.generate_with_options(*args)
+    else:
+        from tfnlp.serving import load_exported
+
+        loaded = load_exported(path)
+        if GENERATE_WITH_OPTIONS_SIGNATURE not in loaded.signatures:
+            raise ValueError(
+                f"{path} has no `{GENERATE_WITH_OPTIONS_SIGNATURE}` signature; it is not a "
+                "language-model export (train one with `task: language_model`)."
+            )
+        signature = loaded.signatures[GENERATE_WITH_OPTIONS_SIGNATURE]
+
+        def function(prompt, max_tokens, temperature, top_k, top_p, seed):
+            return signature(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                             top_k=top_k, top_p=top_p, seed=seed)
+
+    def generate(prompts, max_tokens=100, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+        check_decoding_options(max_tokens, temperature, top_k, top_p)
+        outputs = function(
+            tf.constant(list(prompts), tf.string), tf.constant(max_tokens, tf.int32),
+            tf.constant(temperature, tf.float32), tf.constant(top_k, tf.int32),
+            tf.constant(top_p, tf.float32), tf.constant(seed, tf.int64),
+        )
+        return [text.decode("utf-8", errors="replace") for text in outputs["text"].numpy()]
+
+    return generate
+
+
+def check_decoding_options(max_tokens, temperature, top_k, top_p) -> None:
+    """Raises `ValueError` for options outside their ranges (named as on the command line)."""
+    for key, value, ok, expectation in (
+        ("max_tokens", max_tokens, isinstance(max_tokens, int) and max_tokens >= 0,
+         "a non-negative integer"),
+        ("temperature", temperature, temperature >= 0, "0 (greedy) or positive"),
+        ("top_k", top_k, isinstance(top_k, int) and top_k >= 0, "0 (off) or a positive integer"),
+        ("top_p", top_p, 0 < top_p <= 1, "in (0, 1] (1 is off)"),
+    ):
+        if not ok:
+            raise ValueError(f"`{key}` must be {expectation}. Received: {key}={value!r}.")

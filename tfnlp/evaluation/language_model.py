@@ -1,0 +1,66 @@
+"""Held-out language-model metrics: cross-entropy, perplexity, bits per token and per character."""
+
+from __future__ import annotations
+
+import math
+
+from tfnlp.backend import tf
+
+
+def cross_entropy_totals(model, dataset: tf.data.Dataset) -> tuple[float, int]:
+    """Summed next-token cross-entropy (nats) and the number of predicted tokens.
+
+    Args:
+        model: maps int ids `[batch, time]` to logits `[batch, time, vocab]`.
+        dataset: (inputs, targets) batches, e.g. `build_windows(...)`.
+    """
+
+    @tf.function
+    def batch_totals(inputs, targets):
+        logits = tf.cast(model(inputs, training=False), tf.float32)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        return tf.reduce_sum(tf.cast(losses, tf.float64)), tf.size(targets)
+
+    total, count = 0.0, 0
+    for inputs, targets in dataset:
+        nats, tokens = batch_totals(inputs, targets)
+        total += float(nats)
+        count += int(tokens)
+    return total, count
+
+
+def language_model_metrics(
+    total_nats: float, tokens: int, characters_per_token: float = 1.0
+) -> dict[str, float]:
+    """Perplexity and bits from a summed cross-entropy.
+
+    Args:
+        total_nats: summed cross-entropy in nats over `tokens` predictions.
+        tokens: how many tokens were predicted.
+        characters_per_token: text characters per token in the evaluated stream (1 for
+            character models); turns bits per token into bits per character.
+
+    Returns:
+        `cross_entropy` (nats/token), `perplexity` (exp of it), `bits_per_token` and
+        `bits_per_character`, and `tokens`.
+
+    Raises:
+        ValueError: no tokens.
+    """
+    if tokens <= 0:
+        raise ValueError(f"`tokens` must be positive. Received: tokens={tokens!r}.")
+    nats = total_nats / tokens
+    bits = nats / math.log(2.0)
+    return {
+        "cross_entropy": nats,
+        "perplexity": math.exp(nats),
+        "bits_per_token": bits,
+        "bits_per_character": bits / characters_per_token,
+        "tokens": tokens,
+    }
+
+
+def evaluate_language_model(model, dataset, characters_per_token: float = 1.0) -> dict:
+    """`language_model_metrics` of `model` over a held-out (inputs, targets) dataset."""
+    total, count = cross_entropy_totals(model, dataset)
+    return language_model_metrics(total, count, characters_per_token)
