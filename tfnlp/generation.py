@@ -156,6 +156,13 @@ def _windowed_generate(model, prompt, max_tokens, temperature, top_k, top_p, see
                         seed)
 
 
+class _Untracked:
+    """Hides an object from TensorFlow's object tracking (see `GenerationModule`)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class GenerationModule(tf.Module):
     """Tokenizer + language model + decoding, with the functions a SavedModel exports.
 
@@ -172,13 +179,21 @@ class GenerationModule(tf.Module):
     def __init__(self, model: keras.Model, tokenizer: LanguageModelTokenizer,
                  vocabulary_file: str | None = None):
         super().__init__(name="tfnlp_generation")
-        self.model = model
+        # The model sits behind a plain holder so that saving tracks only its variables:
+        # tracking the Keras model itself would re-trace every layer's call for Keras's own
+        # SavedModel metadata (most of the export time), which serving never uses.
+        self._model_holder = _Untracked(model)
+        self.model_variables = list(model.variables)
         self.tokenizer = tokenizer
         # Loaders can map probability columns back to tokens: `loaded.vocabulary`.
         self.vocabulary = tf.Variable(list(tokenizer.vocabulary), dtype=tf.string,
                                       trainable=False, name="vocabulary")
         if vocabulary_file is not None:
             self.vocabulary_asset = tf.saved_model.Asset(vocabulary_file)
+
+    @property
+    def model(self) -> keras.Model:
+        return self._model_holder.value
 
     def _generate(self, prompt, max_tokens, temperature, top_k, top_p, seed):
         prompt_ids = self.tokenizer(prompt)
@@ -214,7 +229,8 @@ class GenerationModule(tf.Module):
     def generate(self, prompt, max_tokens, temperature):
         """Continuations of `prompt` (plain sampling, a fresh random seed per call)."""
         seed = tf.random.uniform([], maxval=tf.int64.max, dtype=tf.int64)
-        return self._generate(prompt, max_tokens, temperature, 0, 1.0, seed)
+        # Calls the traced function (not `_generate`) so the decoding graph is traced once.
+        return self.generate_with_options(prompt, max_tokens, temperature, 0, 1.0, seed)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def next_token_probabilities(self, text):

@@ -1,4 +1,4 @@
-"""Language models: token ids `[batch, time]` in, float32 next-token logits `[batch, time, vocab]` out.
+"""Language models: token ids `[batch, time]` in, float32 next-token logits out.
 
 Two families share one interface so training, evaluation and decoding treat them alike:
 

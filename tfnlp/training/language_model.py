@@ -1,4 +1,4 @@
-"""Run a `task: language_model` pipeline: texts → token stream → windows → fit → perplexity → export.
+"""Run a `task: language_model` pipeline: texts → tokens → windows → fit → perplexity → export.
 
 Reuses the classification run's pieces: the run directory, preflight checks, strategy and
 precision helpers and the standard callbacks (best/latest checkpoints, backup-and-restore,
@@ -46,7 +46,9 @@ def tokenizer_options(config: PipelineConfig) -> dict:
     }
 
 
-def build_tokenizer(config: PipelineConfig, run: RunDirectory, train_texts) -> LanguageModelTokenizer:
+def build_tokenizer(
+    config: PipelineConfig, run: RunDirectory, train_texts
+) -> LanguageModelTokenizer:
     """The tokenizer, its vocabulary learned from the training texts (or reused from the run)."""
     options = tokenizer_options(config)
     key = fingerprint(options, config.language_model.vocab_size, train_texts)
