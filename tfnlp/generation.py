@@ -97,13 +97,13 @@ def _decode_loop(first_logits, advance, state, max_tokens, temperature, top_k, t
         return step + 1, logits, finished, tokens, state
 
     tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-    _, _, _, tokens, _ = tf.while_loop(
+    steps, _, _, tokens, _ = tf.while_loop(
         not_done, body,
         (tf.constant(0), first_logits, tf.zeros([batch], tf.bool), tokens, state),
     )
-    # [steps, batch] -> [batch, steps]; an empty loop gives [batch, 0].
-    stacked = tf.reshape(tokens.stack(), [-1, batch])
-    return tf.transpose(stacked)
+    # [steps, batch] -> [batch, steps]; an empty TensorArray cannot stack without a shape.
+    stacked = tf.cond(steps > 0, tokens.stack, lambda: tf.zeros([0, batch], tf.int32))
+    return tf.transpose(tf.reshape(stacked, [-1, batch]))
 
 
 def _lstm_generate(model: LSTMLanguageModel, prompt, max_tokens, temperature, top_k, top_p,
