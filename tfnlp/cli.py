@@ -69,9 +69,10 @@ def _generate(args) -> int:
     import logging
     import random
 
-    from tfnlp.generation import load_generator
+    from tfnlp.generation import check_decoding_options, load_generator
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    check_decoding_options(args.max_tokens, args.temperature, args.top_k, args.top_p)
     seed = args.seed if args.seed is not None else random.randrange(2**62)
     generate = load_generator(args.run_or_export)
     (text,) = generate([args.prompt], max_tokens=args.max_tokens, temperature=args.temperature,

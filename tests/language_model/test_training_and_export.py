@@ -1,0 +1,112 @@
+"""A tiny `task: language_model` run end to end: loss falls, metrics.json, classic checkpoints,
+and the exported `generate` signature in a fresh process and through `tfnlp generate`."""
+
+import json
+import math
+
+import pytest
+
+from tests.conftest import REPO, run_cli, run_python
+
+TINY_LM_OVERRIDES = [
+    "data.limit=300",
+    "language_model.sequence_length=32",
+    "language_model.stride=16",
+    "language_model.keep_best=1",
+    "model.embedding_dim=16",
+    "model.units=32",
+    "model.num_layers=1",
+    "train.epochs=2",
+    "train.batch_size=32",
+    "train.learning_rate=0.01",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    from tfnlp.config import load_pipeline
+    from tfnlp.training.language_model import train_language_model
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    config = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml",
+                           TINY_LM_OVERRIDES + [f"export.dir={root / 'saved_models'}"])
+    return train_language_model(config, root / "run")
+
+
+def test_loss_decreases_and_metrics_are_written(tiny_lm):
+    losses = tiny_lm.model.history.history["loss"]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    metrics = json.loads((tiny_lm.run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert metrics["task"] == "language_model" and metrics["tokenizer"] == "character"
+    assert test["perplexity"] == pytest.approx(math.exp(test["cross_entropy"]))
+    # Better than guessing uniformly over the vocabulary, worse than perfect.
+    assert 1.0 < test["perplexity"] < metrics["vocabulary_size"]
+    # Characters: one token per character, so bits per token and per character agree.
+    assert test["bits_per_character"] == pytest.approx(test["bits_per_token"], rel=1e-3)
+    assert metrics["train"]["tokens_per_second"] > 0
+    assert (tiny_lm.run_dir / "training_curves.png").stat().st_size > 0
+
+
+def test_classic_checkpoint_files_keep_only_the_best(tiny_lm):
+    files = sorted((tiny_lm.run_dir / "checkpoints").glob("weights-improvement-*.h5"))
+    losses = tiny_lm.model.history.history["loss"]
+    assert [f.name for f in files] == [f"weights-improvement-02-{losses[1]:.4f}.h5"]
+
+
+EXPORT_CHECK = """
+import json, sys
+import tensorflow as tf, tensorflow_text  # noqa: F401  (no tfnlp import: a bare TF process)
+loaded = tf.saved_model.load(sys.argv[1])
+options = loaded.signatures["generate_with_options"]
+args = dict(prompt=tf.constant(["i love", ""]), max_tokens=tf.constant(20),
+            temperature=tf.constant(0.9), top_k=tf.constant(20), top_p=tf.constant(0.95))
+a = options(seed=tf.constant(5, tf.int64), **args)
+b = options(seed=tf.constant(5, tf.int64), **args)
+plain = loaded.signatures["generate"](prompt=tf.constant(["i love"]), max_tokens=tf.constant(7),
+                                      temperature=tf.constant(1.0))
+probabilities = loaded.signatures["serving_default"](text=tf.constant(["i lov"]))["probabilities"]
+print(json.dumps({
+    "text": [t.decode() for t in a["text"].numpy()],
+    "same": a["token_ids"].numpy().tolist() == b["token_ids"].numpy().tolist(),
+    "steps": int(a["token_ids"].shape[1]),
+    "plain_tokens": plain["num_tokens"].numpy().tolist(),
+    "probability_sum": float(tf.reduce_sum(probabilities)),
+    "vocabulary": int(probabilities.shape[1]),
+    "vocabulary_variable": len(loaded.vocabulary.numpy()),
+}))
+"""
+
+
+def test_exported_generate_signature_in_a_fresh_process(tiny_lm):
+    result = run_python(EXPORT_CHECK, str(tiny_lm.export_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["same"] and report["steps"] <= 20
+    assert all(isinstance(t, str) for t in report["text"]) and any(report["text"])
+    assert 0 <= report["plain_tokens"][0] <= 7
+    assert report["probability_sum"] == pytest.approx(1.0, rel=1e-4)
+    assert report["vocabulary"] == report["vocabulary_variable"] == tiny_lm.metrics[
+        "vocabulary_size"]
+
+
+def test_generate_cli_prints_only_the_text_same_as_the_run(tiny_lm):
+    from tfnlp.generation import load_generator
+
+    options = dict(max_tokens=25, temperature=0.8, top_k=0, top_p=0.9, seed=123)
+    (expected,) = load_generator(tiny_lm.run_dir)(["i love"], **options)
+    result = run_cli("generate", str(tiny_lm.export_path.parent), "--prompt", "i love",
+                     "--max-tokens", "25", "--temperature", "0.8", "--top-p", "0.9",
+                     "--seed", "123")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == expected + "\n"
+    assert expected
+
+
+def test_generate_cli_rejects_bad_options_and_non_models(tiny_lm, tmp_path, capsys):
+    from tfnlp.cli import main
+
+    assert main(["generate", str(tiny_lm.export_path), "--prompt", "x", "--top-p", "0"]) == 1
+    assert "`top_p` must be in (0, 1]" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path), "--prompt", "x"]) == 1
+    assert "no SavedModel here" in capsys.readouterr().err
