@@ -71,8 +71,8 @@ def test_tokenizer_rejects_bad_arguments(kwargs, message):
 
 def test_token_stream_separates_texts_with_eos(characters):
     stream = token_stream(["he", "l"], characters)
-    h, e, l = (characters.vocabulary.index(x) for x in "hel")
-    assert stream.tolist() == [EOS_ID, h, e, EOS_ID, l, EOS_ID]
+    h, e, ell = (characters.vocabulary.index(x) for x in "hel")
+    assert stream.tolist() == [EOS_ID, h, e, EOS_ID, ell, EOS_ID]
     assert stream.dtype == np.int32
 
 
