@@ -150,7 +150,8 @@ class LanguageModelTokenizer(keras.layers.Layer):
             ids = tf.RaggedTensor.from_tensor(ids)
         ids = tf.ragged.boolean_mask(ids, ids >= len(LM_RESERVED_TOKENS))
         if self.tokenizer == "wordpiece":
-            return self._wordpiece.detokenize(ids)
+            # A continuation may start mid-word: drop the suffix marker left at the front.
+            return tf.strings.regex_replace(self._wordpiece.detokenize(ids), "^##", "")
         return tf.strings.reduce_join(tf.gather(self._id_to_text, ids), axis=-1)
 
     def call(self, inputs):
