@@ -41,6 +41,13 @@ def _evaluate(args) -> int:
     from tfnlp.training.trainer import evaluate_run
 
     configure_logging()
+    if _is_language_model_run(args.run_dir):
+        from tfnlp.training.language_model import evaluate_language_model_run
+
+        metrics = evaluate_language_model_run(args.run_dir)
+        print(json.dumps({k: metrics[k] for k in ("validation", "test") if k in metrics},
+                         indent=2))
+        return 0
     metrics = evaluate_run(args.run_dir)
     print(json.dumps({"test": {k: metrics["test"][k] for k in ("accuracy", "macro_f1")},
                       "baseline": {"tfidf_logreg": {

@@ -110,3 +110,13 @@ def test_generate_cli_rejects_bad_options_and_non_models(tiny_lm, tmp_path, caps
     assert "`top_p` must be in (0, 1]" in capsys.readouterr().err
     assert main(["generate", str(tmp_path), "--prompt", "x"]) == 1
     assert "no SavedModel here" in capsys.readouterr().err
+
+
+def test_evaluate_cli_rescores_the_best_checkpoint(tiny_lm, capsys):
+    from tfnlp.cli import main
+
+    assert main(["evaluate", str(tiny_lm.run_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["test"]["perplexity"] == pytest.approx(
+        tiny_lm.metrics["test"]["perplexity"], rel=1e-4)
+    assert (tiny_lm.run_dir / "evaluation.json").is_file()

@@ -95,6 +95,24 @@ def build_model_for(config: PipelineConfig, vocabulary_size: int) -> keras.Model
                                 tie_embeddings=lm.tie_embeddings)
 
 
+def evaluate_held_out(model, tokenizer, config: PipelineConfig, splits, streams) -> dict:
+    """Metrics on non-overlapping windows of the validation and test streams (when long enough).
+
+    Returns:
+        `{"validation": {...}, "test": {...}}` with `language_model_metrics` entries.
+    """
+    length = config.language_model.sequence_length
+    metrics = {}
+    for name in ("validation", "test"):
+        if name in streams and count_windows(len(streams[name]), length, length):
+            dataset = build_windows(streams[name], sequence_length=length, stride=length,
+                                    batch_size=config.train.batch_size)
+            metrics[name] = evaluate_language_model(
+                model, dataset, characters_per_token(splits[name], tokenizer, streams[name])
+            )
+    return metrics
+
+
 def train_language_model(
     config: PipelineConfig,
     run_dir: str | Path,
@@ -180,13 +198,7 @@ def train_language_model(
 
     metrics = {"pipeline": config.name, "task": config.task, "model": config.model.name,
                "tokenizer": lm.tokenizer, "vocabulary_size": tokenizer.vocabulary_size,
-               "data": sizes}
-    for name in ("validation", "test"):
-        if name in streams and count_windows(len(streams[name]), lm.sequence_length,
-                                             lm.sequence_length):
-            metrics[name] = evaluate_language_model(
-                model, windows(name), characters_per_token(splits[name], tokenizer, streams[name])
-            )
+               "data": sizes, **evaluate_held_out(model, tokenizer, config, splits, streams)}
     tokens_per_epoch = train_windows * lm.sequence_length
     metrics["train"] = {
         "tokens_per_second": summary.examples_per_second * lm.sequence_length,
@@ -253,3 +265,20 @@ def export_language_model_run(run_dir: str | Path, export_dir: str | None = None
         name or config.export.name or config.name,
         version=version if version is not None else config.export.version,
     )
+
+
+def evaluate_language_model_run(run_dir: str | Path) -> dict:
+    """Re-scores a language-model run's best checkpoint on its (re-created) held-out splits.
+
+    Writes `evaluation.json` in the run directory and returns it.
+    """
+    model, tokenizer, config = load_trained_language_model(run_dir)
+    texts = read_corpus(config.data, seed=config.seed)
+    splits = split_corpus(texts, config.data.validation_fraction, config.data.test_fraction,
+                          seed=config.seed)
+    streams = {name: token_stream(split, tokenizer)
+               for name, split in splits.items() if split and name != "train"}
+    metrics = {"pipeline": config.name, "task": config.task,
+               **evaluate_held_out(model, tokenizer, config, splits, streams)}
+    RunDirectory(Path(run_dir)).write_json("evaluation.json", metrics)
+    return metrics
