@@ -3,10 +3,12 @@ keeping only the best K files."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
 
+from tfnlp import atomic
 from tfnlp.backend import keras
 
 logger = logging.getLogger("tfnlp")
@@ -17,7 +19,8 @@ class BestKCheckpoint(keras.callbacks.Callback):
 
     The template is formatted like Keras's `ModelCheckpoint`: `{epoch}` is 1-based and every
     logged metric (`{loss}`, `{val_loss}`, …) is available. Files falling out of the best K
-    are deleted, so a long run keeps K files, not one per improvement.
+    are deleted, so a long run keeps K files, not one per improvement. The ranking is kept in
+    `best_checkpoints.json` beside the files, so a resumed run goes on pruning the same set.
 
     Args:
         filepath: the file name template, e.g. "checkpoints/weights-{epoch:02d}-{loss:.4f}.h5"
@@ -39,6 +42,19 @@ class BestKCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.keep_best = keep_best
         self.kept: list[tuple[float, Path]] = []
+        self.ranking_file = Path(self.filepath).parent / "best_checkpoints.json"
+        if self.ranking_file.is_file():
+            entries = json.loads(self.ranking_file.read_text())
+            self.kept = [(float(e["value"]), Path(e["path"])) for e in entries
+                         if Path(e["path"]).exists()]
+
+    def forget(self) -> None:
+        """Deletes the ranked files and the ranking (a fresh run must not inherit them)."""
+        for _, path in self.kept:
+            for file in [path, *path.parent.glob(path.name + ".*")]:
+                file.unlink(missing_ok=True)
+        self.kept = []
+        self.ranking_file.unlink(missing_ok=True)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -65,4 +81,5 @@ class BestKCheckpoint(keras.callbacks.Callback):
                 if file != path:
                     file.unlink(missing_ok=True)
         self.kept = self.kept[: self.keep_best]
+        atomic.write_json(self.ranking_file, [{"value": v, "path": str(p)} for v, p in self.kept])
         logger.info("checkpoint: %s (%s=%.4f)", path.name, self.monitor, value)

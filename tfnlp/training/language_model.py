@@ -174,12 +174,15 @@ def train_language_model(
         patience=config.train.early_stopping_patience, examples_per_epoch=train_windows,
         strategy_name=type(strategy).__name__,
     )
-    callbacks.append(BestKCheckpoint(run.path / "checkpoints" / lm.checkpoint_filepath,
-                                     monitor=lm.checkpoint_monitor, keep_best=lm.keep_best))
+    best_k = BestKCheckpoint(run.path / "checkpoints" / lm.checkpoint_filepath,
+                             monitor=lm.checkpoint_monitor, keep_best=lm.keep_best)
+    callbacks.append(best_k)
     if run.has_backup:
         logger.info("resuming from the backup in %s", run.backup_dir)
     else:
+        # A fresh start: neither the epoch log nor the ranked files continue an earlier run's.
         (run.path / "history.csv").unlink(missing_ok=True)
+        best_k.forget()
     model.fit(
         windows("train", shuffle=True),
         validation_data=windows("validation") if has_validation else None,
