@@ -127,3 +127,16 @@ def test_split_corpus_is_seeded_and_disjoint():
     assert [len(splits[k]) for k in ("train", "validation", "test")] == [70, 10, 20]
     assert sorted(sum(splits.values(), [])) == sorted(texts)
     assert split_corpus(texts, 0.1, 0.2, seed=3) == splits
+
+
+def test_language_model_config_is_validated():
+    from tfnlp.config import ConfigError, load_pipeline
+
+    config = load_pipeline("pipelines/tweets_lm.yaml")
+    assert config.task == "language_model" and config.language_model.tokenizer == "character"
+    with pytest.raises(ConfigError, match="`model.name` must be 'lstm' or 'transformer'"):
+        load_pipeline("pipelines/tweets_lm.yaml", ["model.name=bilstm"])
+    with pytest.raises(ConfigError, match="`language_model.stride` must be >= 1"):
+        load_pipeline("pipelines/tweets_lm.yaml", ["language_model.stride=0"])
+    with pytest.raises(ConfigError, match="`language_model.tokenizer` must be one of"):
+        load_pipeline("pipelines/tweets_lm.yaml", ["language_model.tokenizer=bpe"])

@@ -122,6 +122,11 @@ def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
                 f"{source}: `{key}` must be letters, digits, '.', '_' or '-' (not starting with "
                 f"'.' or '-'), at most 128 characters. Received: {key}={value!r}."
             )
+    if config.task == "language_model" and config.model.name not in ("lstm", "transformer"):
+        raise ConfigError(
+            f"{source}: `model.name` must be 'lstm' or 'transformer' for `task: language_model`. "
+            f"Received: model.name={config.model.name!r}."
+        )
     return config
 
 
