@@ -65,6 +65,30 @@ def _validate(args) -> int:
     return 0
 
 
+def _bench_train(args) -> int:
+    from tfnlp.bench.train import bench_train, summary_lines
+    from tfnlp.config import load_pipeline
+    from tfnlp.logs import configure_logging
+
+    config = load_pipeline(args.pipeline, args.set)
+    out = Path(args.out or Path("runs") / "bench" / config.name)
+    configure_logging(out / "bench_train.log")
+    report = bench_train(config, out)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_train.json'} and {out / 'bench_train.png'}")
+    return 0
+
+
+def _bench_preprocess(args) -> int:
+    from tfnlp.bench.preprocess import bench_preprocess, summary_lines
+
+    out = Path(args.out)
+    report = bench_preprocess(out, repeat=args.repeat, limit=args.limit)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_preprocess.json'} and {out / 'bench_preprocess.png'}")
+    return 0
+
+
 def _version(value: str):
     return value if value == "auto" else int(value)
 
@@ -107,6 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")
     with_overrides(validate)
     validate.set_defaults(handler=_validate)
+
+    bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
+    bench_commands = bench.add_subparsers(dest="bench", required=True)
+    bench_train = bench_commands.add_parser(
+        "train", help="training throughput: classic Keras vs tfnlp float32/bucketed/bf16")
+    bench_train.add_argument("pipeline", help="pipeline YAML file (lstm or bilstm)")
+    with_overrides(bench_train)
+    bench_train.add_argument("--out", help="output directory (default runs/bench/<name>)")
+    bench_train.set_defaults(handler=_bench_train)
+    bench_preprocess = bench_commands.add_parser(
+        "preprocess", help="preprocessing MB/s: in-graph layer vs nltk vs HF tokenizers")
+    bench_preprocess.add_argument("--out", default="runs/bench/preprocess",
+                                  help="output directory (default runs/bench/preprocess)")
+    bench_preprocess.add_argument("--repeat", type=int, default=4,
+                                  help="repeat the tweets N times (default 4, ~16 MB)")
+    bench_preprocess.add_argument("--limit", type=int,
+                                  help="use a seeded subset of N tweets (quick runs)")
+    bench_preprocess.set_defaults(handler=_bench_preprocess)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs one, prints a summary and writes JSON + a PNG chart."""
