@@ -71,10 +71,11 @@ def test_bucketing_keeps_every_example_and_cuts_padding(tweets):
     assert with_buckets.real_tokens == without.real_tokens == int(lengths.sum())
     assert with_buckets.padded_fraction <= 0.15
     assert without.padded_fraction > 2 * with_buckets.padded_fraction
-    # The lengths are dropped unless asked for: (text, label, weight) as before.
+    # The lengths are dropped unless asked for: (text, label) as without bucketing.
     plain = build_dataset(examples, labels, batch_size=64, token_lengths=lengths,
                           bucket_width=DEFAULT_BUCKET_WIDTH)
-    assert len(plain.element_spec) == 3
+    assert plain.element_spec == build_dataset(examples, labels, batch_size=64).element_spec
+    assert [spec.dtype for spec in plain.element_spec] == [tf.string, tf.int32]
 
 
 def test_bucketing_needs_lengths(tweets):
