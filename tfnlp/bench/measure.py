@@ -63,8 +63,13 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
-def bar_chart(path: Path, title: str, panels: list[tuple[str, dict[str, float]]]) -> Path:
-    """One bar chart per (y label, {bar name: value}) panel, side by side, as a PNG."""
+def bar_chart(
+    path: Path, title: str, panels: list[tuple[str, dict[str, float]]], highlight: str = ""
+) -> Path:
+    """One bar chart per (y label, {bar name: value}) panel, side by side, as a PNG.
+
+    The bar named `highlight` (the reference run) is drawn grey, the others blue.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -74,7 +79,7 @@ def bar_chart(path: Path, title: str, panels: list[tuple[str, dict[str, float]]]
     for axis, (label, values) in zip(axes[0], panels):
         names = list(values)
         bars = axis.bar(range(len(names)), [values[n] or 0.0 for n in names],
-                        color=["#999999"] + ["#1f77b4"] * (len(names) - 1))
+                        color=["#999999" if n == highlight else "#1f77b4" for n in names])
         axis.bar_label(bars, fmt="%.3g", fontsize=8)
         axis.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         axis.set_ylabel(label)

@@ -233,7 +233,7 @@ def bench_train(config: PipelineConfig, out_dir: str | Path) -> dict:
         ("training examples / s", {n: r["examples_per_second"] for n, r in runs.items()}),
         ("padded fraction", {n: r["padded_fraction"] for n, r in runs.items()}),
         ("test accuracy", {n: r["test_accuracy"] for n, r in runs.items()}),
-    ])
+    ], highlight=BASELINE)
     return report
 
 
