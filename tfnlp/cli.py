@@ -91,7 +91,7 @@ def _generate(args) -> int:
 def _bench_lm(args) -> int:
     from tfnlp.bench.lm import run_lm_benchmark
 
-    run_lm_benchmark(args.pipeline, args.output_dir, overrides=args.set, steps=args.steps,
+    run_lm_benchmark(args.pipeline, args.out, overrides=args.set, steps=args.steps,
                      max_tokens=args.max_tokens, batch_sizes=args.batch_sizes)
     return 0
 
@@ -111,6 +111,30 @@ def _validate(args) -> int:
     for pipeline in args.pipelines:
         config = load_pipeline(pipeline, args.set)
         print(f"{pipeline}: ok ({config.task}, model {config.model.name}, data {config.data.source})")
+    return 0
+
+
+def _bench_train(args) -> int:
+    from tfnlp.bench.train import bench_train, summary_lines
+    from tfnlp.config import load_pipeline
+    from tfnlp.logs import configure_logging
+
+    config = load_pipeline(args.pipeline, args.set)
+    out = Path(args.out or Path("runs") / "bench" / config.name)
+    configure_logging(out / "bench_train.log")
+    report = bench_train(config, out)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_train.json'} and {out / 'bench_train.png'}")
+    return 0
+
+
+def _bench_preprocess(args) -> int:
+    from tfnlp.bench.preprocess import bench_preprocess, summary_lines
+
+    out = Path(args.out)
+    report = bench_preprocess(out, repeat=args.repeat, limit=args.limit)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_preprocess.json'} and {out / 'bench_preprocess.png'}")
     return 0
 
 
@@ -178,15 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench_lm = bench_commands.add_parser(
         "lm", help="language-model tokens/s: training and generation, float32 vs mixed_bfloat16"
     )
-    bench_lm.add_argument("--pipeline", default="pipelines/tweets_lm.yaml",
-                          help="pipeline whose model sizes are measured")
+    bench_lm.add_argument("pipeline", nargs="?", default="pipelines/tweets_lm.yaml",
+                          help="pipeline whose model sizes are measured (default tweets_lm)")
     with_overrides(bench_lm)
-    bench_lm.add_argument("--output-dir", default="bench_results", help="where JSON + PNG go")
+    bench_lm.add_argument("--out", default="runs/bench/lm", help="output directory (default runs/bench/lm)")
     bench_lm.add_argument("--steps", type=int, default=20, help="timed training steps")
     bench_lm.add_argument("--max-tokens", type=int, default=64, help="tokens generated per run")
     bench_lm.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32],
                           help="generation batch sizes")
     bench_lm.set_defaults(handler=_bench_lm)
+    bench_train = bench_commands.add_parser(
+        "train", help="training throughput: classic Keras vs tfnlp float32/bucketed/bf16")
+    bench_train.add_argument("pipeline", help="pipeline YAML file (lstm or bilstm)")
+    with_overrides(bench_train)
+    bench_train.add_argument("--out", help="output directory (default runs/bench/<name>)")
+    bench_train.set_defaults(handler=_bench_train)
+    bench_preprocess = bench_commands.add_parser(
+        "preprocess", help="preprocessing MB/s: in-graph layer vs nltk vs HF tokenizers")
+    bench_preprocess.add_argument("--out", default="runs/bench/preprocess",
+                                  help="output directory (default runs/bench/preprocess)")
+    bench_preprocess.add_argument("--repeat", type=int, default=4,
+                                  help="repeat the tweets N times (default 4, ~16 MB)")
+    bench_preprocess.add_argument("--limit", type=int,
+                                  help="use a seeded subset of N tweets (quick runs)")
+    bench_preprocess.set_defaults(handler=_bench_preprocess)
     return parser
 
 

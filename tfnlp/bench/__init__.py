@@ -1,1 +1,1 @@
-"""Benchmarks: each module measures one thing and writes JSON + PNG."""
+"""Benchmarks: each module runs one, prints a summary and writes JSON + a PNG chart."""

@@ -9,7 +9,7 @@ synthetic token ids, so the figures are about the model and the decoding loop, n
   generation batch size, tokens/s = decoded steps x batch / seconds (best of the repeats; an
   untrained model may emit `[EOS]` early, so the steps actually decoded are counted).
 
-Writes `lm.json` and `lm.png` in the output directory and prints a table.
+Writes `bench_lm.json` and `bench_lm.png` in the output directory and prints a table.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def run_lm_benchmark(
     pipeline: str | Path, output_dir: str | Path, *, overrides=(), steps: int = 20,
     max_tokens: int = 64, batch_sizes=(1, 32), policies=POLICIES,
 ) -> dict:
-    """Runs the benchmark and writes `lm.json` + `lm.png` under `output_dir`.
+    """Runs the benchmark and writes `bench_lm.json` + `bench_lm.png` under `output_dir`.
 
     Args:
         pipeline: a `task: language_model` pipeline file (its model and window sizes).
@@ -113,7 +113,7 @@ def run_lm_benchmark(
         policies: precision policies to compare.
 
     Returns:
-        The results written to `lm.json`.
+        The results written to `bench_lm.json`.
 
     Raises:
         ValueError: non-positive steps / max_tokens / batch sizes.
@@ -165,11 +165,11 @@ def run_lm_benchmark(
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "lm.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_results(results, output_dir / "lm.png")
+    (output_dir / "bench_lm.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_results(results, output_dir / "bench_lm.png")
     print(f"\n{'policy':<16}{'measure':<22}{'tokens/s':>12}")
     for policy, entry in results["policies"].items():
         for measure, values in entry.items():
             print(f"{policy:<16}{measure:<22}{values['tokens_per_second']:>12.0f}")
-    print(f"wrote {output_dir / 'lm.json'} and {output_dir / 'lm.png'}")
+    print(f"wrote {output_dir / 'bench_lm.json'} and {output_dir / 'bench_lm.png'}")
     return results

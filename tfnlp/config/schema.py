@@ -54,6 +54,9 @@ class PreprocessingConfig:
     vocab_size: int = 8000
     # Longest tweet is ~60 tokens after punctuation splitting; longer inputs are truncated.
     sequence_length: int = 64
+    # Tokenize in a parallel tf.data map during training instead of inside the model (same
+    # ids, same exported string-in model); overlaps tokenization with the training step.
+    in_dataset: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class TrainConfig:
     # Metric that picks the best checkpoint and drives early stopping.
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     shuffle_buffer: int = 50_000
+    # Batch examples of similar token length (buckets 4 tokens wide) so batches pad little;
+    # None: on for lstm/bilstm (one step per padded position), off for the transformer.
+    length_bucketing: bool | None = None
 
 
 @dataclass(frozen=True)

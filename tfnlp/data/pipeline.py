@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfnlp.backend import tf
+from tfnlp.data.bucketing import bucket_boundaries, bucket_by_length
 from tfnlp.data.records import LabelledTexts
 
 
@@ -23,6 +24,9 @@ def build_dataset(
     seed: int = 42,
     shuffle_buffer: int = 50_000,
     use_weights: bool = True,
+    token_lengths: np.ndarray | None = None,
+    bucket_width: int | None = None,
+    keep_lengths: bool = False,
 ) -> tf.data.Dataset:
     """A batched dataset of (raw strings, label ids[, weights]).
 
@@ -37,13 +41,29 @@ def build_dataset(
         seed: the shuffle seed.
         shuffle_buffer: the shuffle buffer size (the whole split when it is smaller).
         use_weights: yield per-example weights when the examples carry them.
+        token_lengths: each example's token count (see `tfnlp.data.bucketing.token_lengths`);
+            needed for bucketing and for `keep_lengths`.
+        bucket_width: batch examples in length buckets this many tokens wide (None: plain
+            batches in shuffled order).
+        keep_lengths: yield the token lengths as the last component (to measure padding).
     """
     tensors = (np.array(examples.texts, dtype=object), encode_labels(examples, labels))
     if use_weights and examples.weights is not None:
         tensors += (np.array(examples.weights, dtype=np.float32),)
+    if token_lengths is not None:
+        tensors += (np.asarray(token_lengths, dtype=np.int32),)
+    elif bucket_width or keep_lengths:
+        raise ValueError("`token_lengths` must be given for length bucketing or `keep_lengths`.")
     dataset = tf.data.Dataset.from_tensor_slices(tensors).cache()
     if shuffle:
         dataset = dataset.shuffle(
             min(shuffle_buffer, len(examples)), seed=seed, reshuffle_each_iteration=True
         )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if bucket_width:
+        boundaries = bucket_boundaries(int(max(token_lengths, default=1)) or 1, bucket_width)
+        dataset = bucket_by_length(dataset, batch_size=batch_size, boundaries=boundaries)
+    else:
+        dataset = dataset.batch(batch_size)
+    if token_lengths is not None and not keep_lengths:
+        dataset = dataset.map(lambda *element: element[:-1], num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

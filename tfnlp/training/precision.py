@@ -68,3 +68,23 @@ def precision_scope(policy: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def with_loss_scaling(optimizer: keras.optimizers.Optimizer, policy: str):
+    """Wraps `optimizer` in a dynamic `LossScaleOptimizer` when `policy` is `mixed_float16`.
+
+    float16 gradients underflow without loss scaling; bfloat16 has float32's exponent range
+    and float32 needs none, so those policies get the optimizer back unchanged.
+
+    Args:
+        optimizer: a Keras optimizer.
+        policy: a concrete policy name (see `resolve_policy`).
+
+    Returns:
+        The optimizer, wrapped when `policy == "mixed_float16"`.
+    """
+    if policy == "mixed_float16" and not isinstance(
+        optimizer, keras.mixed_precision.LossScaleOptimizer
+    ):
+        return keras.mixed_precision.LossScaleOptimizer(optimizer, dynamic=True)
+    return optimizer

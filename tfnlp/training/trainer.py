@@ -14,6 +14,7 @@ import numpy as np
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import build_dataset, encode_labels, load_examples, split_examples
+from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, measure_padding, token_lengths
 from tfnlp.data.splits import Splits
 from tfnlp.evaluation import (
     classification_metrics,
@@ -26,7 +27,8 @@ from tfnlp.export import export_saved_model
 from tfnlp.models import build_model
 from tfnlp.preprocessing import TextPreprocessor, load_stopwords
 from tfnlp.training.callbacks import standard_callbacks
-from tfnlp.training.precision import precision_scope, resolve_policy
+from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
+from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
 from tfnlp.training.preflight import run_preflight
 from tfnlp.training.run_directory import RunDirectory, fingerprint
 from tfnlp.training.strategy import create_strategy
@@ -103,10 +105,13 @@ def build_preprocessor(config: PipelineConfig, run: RunDirectory, train_texts) -
 
 def compile_model(model: keras.Model, config: PipelineConfig) -> None:
     """AdamW + label-smoothed cross-entropy on logits, accuracy metric."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay
+    )
+    # Called inside `precision_scope`: the global policy is the run's policy.
+    policy = keras.mixed_precision.global_policy().name
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay
-        ),
+        optimizer=with_loss_scaling(optimizer, policy),
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=config.train.label_smoothing
         ),
@@ -154,14 +159,29 @@ def train_pipeline(
     preprocessor = build_preprocessor(config, run, splits.train.texts)
     with strategy.scope(), precision_scope(policy):
         model = build_model(config.model, preprocessor, len(labels))
-        compile_model(model, config)
+        # What `fit` trains: the model itself, or its layers from token ids on (same weights).
+        fitted = ids_model(model) if config.preprocessing.in_dataset else model
+        compile_model(fitted, config)
 
-    def dataset(split, shuffle=False):
+    # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
+    lengths = {id(split): token_lengths(preprocessor.tokenize, split.texts)
+               for split in (splits.train, splits.validation)}
+    bucket_width = DEFAULT_BUCKET_WIDTH if use_length_bucketing(config) else None
+
+    def dataset(split, shuffle=False, keep_lengths=False):
         batches = build_dataset(
             split, labels, batch_size=config.train.batch_size, shuffle=shuffle, seed=config.seed,
-            shuffle_buffer=config.train.shuffle_buffer,
+            shuffle_buffer=config.train.shuffle_buffer, token_lengths=lengths[id(split)],
+            bucket_width=bucket_width, keep_lengths=keep_lengths,
         )
-        return batches.map(_one_hot(len(labels)))
+        if config.preprocessing.in_dataset:
+            batches = tokenize_in_dataset(batches, preprocessor)
+        return batches.map(_one_hot(len(labels)), num_parallel_calls=tf.data.AUTOTUNE)
+
+    # Same seed, same shuffle: the very batches of the first epoch, counted.
+    padding = measure_padding(dataset(splits.train, shuffle=True, keep_lengths=True))
+    logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
+                100 * padding.padded_fraction, "on" if bucket_width else "off")
 
     callbacks, summary = standard_callbacks(
         run.path, monitor=config.train.monitor, patience=config.train.early_stopping_patience,
@@ -172,14 +192,14 @@ def train_pipeline(
     else:
         # A fresh start: the epoch log must not continue an earlier run's.
         (run.path / "history.csv").unlink(missing_ok=True)
-    model.fit(
+    fitted.fit(
         dataset(splits.train, shuffle=True),
         validation_data=dataset(splits.validation),
         epochs=config.train.epochs,
         callbacks=callbacks + list(extra_callbacks or []),
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if model.stop_training and np.isnan(model.history.history.get("loss", [0])[-1]):
+    if fitted.stop_training and np.isnan(fitted.history.history.get("loss", [0])[-1]):
         raise FloatingPointError(
             "Training produced a NaN loss and was stopped; the last good checkpoint is in "
             f"{run.best_checkpoint.parent}. Try a lower `train.learning_rate` or "
@@ -187,7 +207,7 @@ def train_pipeline(
         )
     # BackupAndRestore empties its directory when training ends; drop the husk too.
     shutil.rmtree(run.backup_dir, ignore_errors=True)
-    model.load_weights(str(run.best_checkpoint)).expect_partial()
+    fitted.load_weights(str(run.best_checkpoint)).expect_partial()
 
     metrics = evaluate_model(model, config, splits, labels, run)
     metrics["train"] = {
@@ -196,6 +216,10 @@ def train_pipeline(
         "train_seconds": sum(summary.train_seconds),
         "replicas": strategy.num_replicas_in_sync,
         "precision_policy": policy,
+        "length_bucketing": bool(bucket_width),
+        "preprocessing_in_dataset": config.preprocessing.in_dataset,
+        "padding": padding.to_dict(),
+        "padded_fraction": padding.padded_fraction,
     }
     export_path = None
     if export:
@@ -279,7 +303,9 @@ def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, PipelineConfig
     preprocessor = TextPreprocessor(vocabulary, **preprocessor_options(config))
     with precision_scope(policy):
         model = build_model(config.model, preprocessor, len(labels))
-    model.load_weights(str(run.best_checkpoint)).expect_partial()
+        # Checkpoints hold what was fitted: the ids model when tokenizing in the dataset.
+        fitted = ids_model(model) if config.preprocessing.in_dataset else model
+    fitted.load_weights(str(run.best_checkpoint)).expect_partial()
     return model, config, labels
 
 

@@ -1,0 +1,55 @@
+"""`tfnlp bench train|preprocess` on tiny subsets: exit codes, JSON keys, PNGs (not timings)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import REPO, TINY_OVERRIDES
+from tfnlp.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_preprocess_writes_json_and_png(tmp_path, capsys):
+    assert main(["bench", "preprocess", "--out", str(tmp_path), "--limit", "300",
+                 "--repeat", "2"]) == 0
+    report = json.loads((tmp_path / "bench_preprocess.json").read_text())
+    assert (tmp_path / "bench_preprocess.png").read_bytes()[:8] == PNG
+    assert report["texts"] == 600 and 0.01 < report["megabytes"] < 0.2
+    expected = {"tfnlp", "nltk"} | (
+        {"hf_tokenizers"} if importlib.util.find_spec("tokenizers") else set())
+    assert set(report["runs"]) == expected
+    for name, run in report["runs"].items():
+        assert run["mb_per_second"] == pytest.approx(report["megabytes"] / run["seconds"])
+        assert run["tokens"] > 600, name  # several tokens per tweet
+        assert report["ratios"].get(f"tfnlp / {name}", 1.0) > 0
+    assert report["runs"]["nltk"]["stopwords"]
+    assert "tfnlp / nltk:" in capsys.readouterr().out
+
+
+def test_bench_train_refuses_a_transformer(tmp_path, capsys):
+    code = main(["bench", "train", str(REPO / "pipelines" / "tweets_transformer.yaml"),
+                 "--out", str(tmp_path)])
+    assert code == 1
+    assert "`model.name` must be lstm or bilstm" in capsys.readouterr().err
+    assert not (tmp_path / "bench_train.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_train_writes_all_runs(tmp_path):
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("train.epochs")]
+    assert main(["bench", "train", str(REPO / "pipelines" / "tweets_bilstm.yaml"), "--set",
+                 *overrides, "data.limit=300", "train.epochs=2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench_train.json").read_text())
+    assert (tmp_path / "bench_train.png").read_bytes()[:8] == PNG
+    assert set(report["runs"]) == {"keras_baseline", "tfnlp_float32", "tfnlp_float32_bucketed",
+                                   "tfnlp_bf16_bucketed"}
+    for run in report["runs"].values():
+        assert run["examples_per_second"] > 0 and 0.0 <= run["test_accuracy"] <= 1.0
+        assert 0.0 <= run["padded_fraction"] < 1.0 and len(run["epoch_seconds_all"]) == 2
+    runs = report["runs"]
+    assert runs["keras_baseline"]["ratio_to_keras_baseline"] == 1.0
+    assert runs["tfnlp_bf16_bucketed"]["precision_policy"] == "mixed_bfloat16"
+    assert runs["tfnlp_float32_bucketed"]["padded_fraction"] < runs["tfnlp_float32"][
+        "padded_fraction"]

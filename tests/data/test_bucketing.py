@@ -1,0 +1,130 @@
+"""Length bucketing, measured padding, and tokenizing in the tf.data map."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, TINY_OVERRIDES
+from tfnlp.backend import keras, tf
+from tfnlp.config import load_pipeline
+from tfnlp.data import build_dataset, load_examples
+from tfnlp.data.bucketing import (
+    DEFAULT_BUCKET_WIDTH,
+    bucket_boundaries,
+    measure_padding,
+    token_lengths,
+)
+from tfnlp.models import build_model
+from tfnlp.preprocessing import TextPreprocessor
+from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
+
+
+@pytest.fixture(scope="module")
+def tweets():
+    config = load_pipeline(REPO / "pipelines" / "tweets_lstm.yaml", ["data.limit=2000"])
+    examples, labels, _ = load_examples(config.data, seed=0)
+    preprocessor = TextPreprocessor.from_texts(examples.texts, vocab_size=2000)
+    return examples, labels, preprocessor, token_lengths(preprocessor.tokenize, examples.texts)
+
+
+def test_bucket_boundaries():
+    assert bucket_boundaries(64, 4) == list(range(5, 65, 4))
+    assert bucket_boundaries(3, 4) == [4]
+    assert bucket_boundaries(8, 1)[:3] == [2, 3, 4]
+    for bad in ({"max_length": 0}, {"max_length": 8, "width": 0}, {"max_length": 8.5}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            bucket_boundaries(**bad)
+
+
+def test_token_lengths_match_the_model_ids(tweets):
+    examples, _, preprocessor, lengths = tweets
+    ids = preprocessor(tf.constant(examples.texts[:300])).numpy()
+    np.testing.assert_array_equal(lengths[:300], (ids != 0).sum(axis=1))
+    assert lengths.dtype == np.int32 and lengths.shape == (2000,)
+    assert lengths.max() <= preprocessor.sequence_length
+
+
+def test_measure_padding_counts_exactly():
+    lengths = tf.data.Dataset.from_tensor_slices(
+        (["a"] * 5, np.array([1, 3, 2, 0, 4], np.int32))).batch(2)
+    # batches: [1, 3] → 6 positions, 4 real; [2, 0] → 4, 2; [4] → 4, 4.
+    report = measure_padding(lengths)
+    assert (report.batches, report.real_tokens, report.padded_tokens) == (3, 10, 4)
+    assert report.padded_fraction == pytest.approx(4 / 14)
+    assert report.to_dict()["padded_fraction"] == pytest.approx(4 / 14)
+
+
+def test_bucketing_keeps_every_example_and_cuts_padding(tweets):
+    examples, labels, _, lengths = tweets
+    options = dict(batch_size=64, shuffle=True, seed=3, token_lengths=lengths, keep_lengths=True)
+    bucketed = build_dataset(examples, labels, bucket_width=DEFAULT_BUCKET_WIDTH, **options)
+    texts, sizes = [], []
+    for text, _, *_, batch_lengths in bucketed:
+        texts += [t.decode() for t in text.numpy()]
+        sizes.append(len(batch_lengths))
+        assert batch_lengths.numpy().max() - batch_lengths.numpy().min() < DEFAULT_BUCKET_WIDTH
+    assert collections.Counter(texts) == collections.Counter(examples.texts)
+    assert max(sizes) == 64
+    with_buckets = measure_padding(bucketed)
+    without = measure_padding(build_dataset(examples, labels, **options))
+    assert with_buckets.real_tokens == without.real_tokens == int(lengths.sum())
+    assert with_buckets.padded_fraction <= 0.15
+    assert without.padded_fraction > 2 * with_buckets.padded_fraction
+    # The lengths are dropped unless asked for: (text, label) as without bucketing.
+    plain = build_dataset(examples, labels, batch_size=64, token_lengths=lengths,
+                          bucket_width=DEFAULT_BUCKET_WIDTH)
+    assert plain.element_spec == build_dataset(examples, labels, batch_size=64).element_spec
+    assert [spec.dtype for spec in plain.element_spec] == [tf.string, tf.int32]
+
+
+def test_bucketing_needs_lengths(tweets):
+    examples, labels, _, _ = tweets
+    with pytest.raises(ValueError, match="`token_lengths` must be given"):
+        build_dataset(examples, labels, batch_size=8, bucket_width=4)
+
+
+def test_tokenizing_in_the_dataset_gives_the_model_ids(tweets):
+    examples, labels, preprocessor, lengths = tweets
+    config = load_pipeline(REPO / "pipelines" / "tweets_transformer.yaml", TINY_OVERRIDES)
+    model = build_model(config.model, preprocessor, len(labels))
+    model_ids = keras.Model(model.input, model.get_layer(index=1).output)
+    batches = build_dataset(examples, labels, batch_size=128, token_lengths=lengths,
+                            bucket_width=DEFAULT_BUCKET_WIDTH)
+    from_ids = ids_model(model)
+    checked = 0
+    for (texts, *_), (ids, *_) in zip(batches.take(4), tokenize_in_dataset(batches, preprocessor)
+                                      .take(4)):
+        assert ids.dtype == tf.int32
+        np.testing.assert_array_equal(ids.numpy(), model_ids(texts).numpy())
+        np.testing.assert_allclose(from_ids(ids).numpy(), model(texts).numpy(), atol=1e-5)
+        checked += 1
+    assert checked == 4
+    # Same layers, so the same weights.
+    assert {id(v) for v in from_ids.weights} <= {id(v) for v in model.weights}
+
+
+def test_ids_model_refuses_a_model_without_preprocessor():
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match="first layer is a TextPreprocessor"):
+        ids_model(model)
+
+
+@pytest.mark.parametrize("name, setting, expected", [
+    ("lstm", None, True), ("bilstm", None, True), ("transformer", None, False),
+    ("transformer", True, True), ("bilstm", False, False),
+])
+def test_length_bucketing_default(name, setting, expected):
+    overrides = [f"model.name={name}"]
+    if setting is not None:
+        overrides.append(f"train.length_bucketing={str(setting).lower()}")
+    config = load_pipeline(REPO / "pipelines" / "tweets_lstm.yaml", overrides)
+    assert use_length_bucketing(config) is expected
+
+
+def test_the_run_reports_measured_padding(tiny_run):
+    train = tiny_run.metrics["train"]
+    assert train["length_bucketing"] is True and train["preprocessing_in_dataset"] is False
+    assert 0.0 <= train["padded_fraction"] <= 0.15
+    assert train["padding"]["real_tokens"] > 479 and train["padding"]["batches"] >= 15

@@ -1,0 +1,99 @@
+"""Measuring helpers shared by the benchmarks: peak memory, epoch timing, bar charts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from tfnlp.backend import keras
+
+
+def reset_peak_rss() -> bool:
+    """Resets this process's peak RSS (Linux `clear_refs`); False where that is impossible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM) in MB, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Training seconds of each epoch, validation excluded (the first includes tracing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._test_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._test_seconds += time.perf_counter() - self._test_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_seconds.append(time.perf_counter() - self._start - self._test_seconds)
+
+    @property
+    def steady_epoch_seconds(self) -> float:
+        """The fastest epoch after the first (graph tracing), or the only one."""
+        later = self.train_seconds[1:] or self.train_seconds
+        return min(later) if later else float("nan")
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def bar_chart(
+    path: Path, title: str, panels: list[tuple[str, dict[str, float]]], highlight: str = ""
+) -> Path:
+    """One bar chart per (y label, {bar name: value}) panel, side by side, as a PNG.
+
+    The bar named `highlight` (the reference run) is drawn grey, the others blue.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for axis, (label, values) in zip(axes[0], panels):
+        names = list(values)
+        bars = axis.bar(range(len(names)), [values[n] or 0.0 for n in names],
+                        color=["#999999" if n == highlight else "#1f77b4" for n in names])
+        axis.bar_label(bars, fmt="%.3g", fontsize=8)
+        axis.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        axis.set_ylabel(label)
+        axis.grid(axis="y", alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def machine_summary() -> dict:
+    """CPU count and bf16 support: what the figures depend on."""
+    from tfnlp.training.precision import cpu_supports_bfloat16
+
+    return {"cpu_count": os.cpu_count(), "cpu_bfloat16": cpu_supports_bfloat16()}
