@@ -15,12 +15,16 @@ from pathlib import Path
 def _train(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
+    from tfnlp.training.strategy import is_chief_task
     from tfnlp.training.trainer import train_pipeline
 
     config = load_pipeline(args.pipeline, args.set)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
-    configure_logging(run_dir / "train.log")
+    # In a cluster only the chief keeps train.log; the other tasks log to stderr only.
+    configure_logging(run_dir / "train.log" if is_chief_task() else None)
     result = train_pipeline(config, run_dir, export=not args.no_export)
+    if not result.metrics:  # a non-chief worker: the chief reports
+        return 0
     test = result.metrics["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
           f"run {result.run_dir}" + (f"  export {result.export_path}" if result.export_path else ""))
@@ -65,6 +69,21 @@ def _validate(args) -> int:
     return 0
 
 
+def _launch(args) -> int:
+    from tfnlp.config import load_pipeline
+    from tfnlp.training.cluster import launch_cluster
+
+    load_pipeline(args.pipeline, args.set)  # fail here, not in N processes
+    strategy = "parameter_server" if args.ps else "multi_worker_mirrored"
+    command = [sys.executable, "-m", "tfnlp", "train", args.pipeline,
+               "--set", *args.set, f"distribute.strategy={strategy}"]
+    if args.run_dir:
+        command += ["--run-dir", args.run_dir]
+    if args.no_export:
+        command.append("--no-export")
+    return launch_cluster(command, workers=args.workers, ps=args.ps, timeout=args.timeout)
+
+
 def _version(value: str):
     return value if value == "auto" else int(value)
 
@@ -102,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")
     predict.add_argument("texts", nargs="+", metavar="TEXT")
     predict.set_defaults(handler=_predict)
+
+    launch = commands.add_parser(
+        "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
+    launch.add_argument("pipeline", help="pipeline YAML file")
+    launch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    launch.add_argument("--ps", type=int, default=0,
+                        help="parameter servers; 0 = multi-worker mirrored (default)")
+    with_overrides(launch)
+    launch.add_argument("--run-dir", help="run directory (default runs/<pipeline name>)")
+    launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
+    launch.set_defaults(handler=_launch)
 
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")
