@@ -75,13 +75,21 @@ def _launch(args) -> int:
 
     load_pipeline(args.pipeline, args.set)  # fail here, not in N processes
     strategy = "parameter_server" if args.ps else "multi_worker_mirrored"
-    command = [sys.executable, "-m", "tfnlp", "train", args.pipeline,
+    command = [sys.executable, "-m", "tfnlp", *(["--debug"] if args.debug else []), "train",
+               args.pipeline,
                "--set", *args.set, f"distribute.strategy={strategy}"]
     if args.run_dir:
         command += ["--run-dir", args.run_dir]
     if args.no_export:
         command.append("--no-export")
     return launch_cluster(command, workers=args.workers, ps=args.ps, timeout=args.timeout)
+
+
+def _bench_distribute(args) -> int:
+    from tfnlp.bench.distribute import run_distribute_benchmark
+
+    run_distribute_benchmark(args.pipeline, args.set, args.out)
+    return 0
 
 
 def _version(value: str):
@@ -133,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
     launch.set_defaults(handler=_launch)
+
+    if "bench" not in commands.choices:
+        bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
+        bench.add_subparsers(dest="bench", required=True)
+    bench_commands = commands.choices["bench"]._subparsers._group_actions[0]
+    bench_distribute = bench_commands.add_parser(
+        "distribute", help="examples/s: one device vs mirrored (2 CPU replicas) vs 2 workers")
+    bench_distribute.add_argument("pipeline", help="pipeline YAML file")
+    with_overrides(bench_distribute)
+    bench_distribute.add_argument("--out", required=True, help="output directory")
+    bench_distribute.set_defaults(handler=_bench_distribute)
 
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")

@@ -117,6 +117,8 @@ def launch_cluster(
         for index in range(len(addresses)):
             trains = ps == 0 or kind == "chief"
             task_env = {
+                # Parameter-server RPCs report a dead worker to the coordinator at once.
+                **({"GRPC_FAIL_FAST": "use_caller"} if ps else {}),
                 **os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
                 "TF_CONFIG": json.dumps(
                     {"cluster": spec, "task": {"type": kind, "index": index}}),

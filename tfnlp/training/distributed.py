@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def fit_inputs(
             if split.weights is not None:
                 tensors += (np.array(split.weights, dtype=np.float32),)
             return keras.utils.experimental.DatasetCreator(dataset_function(
-                tensors, batch, shuffle=shuffle, seed=config.seed, transform=transform))
+                tensors, batch, shuffle=shuffle, seed=config.seed, transform=transform,
+                trace=os.environ.get("TFNLP_TRACE_INPUT") == "1"))
 
         return {
             "x": creator(train, shuffle=True),
@@ -99,12 +101,16 @@ def fit_inputs(
 def worker_callbacks(
     callbacks: list[keras.callbacks.Callback], role: TaskRole, write_dir: Path
 ) -> list[keras.callbacks.Callback]:
-    """Points a non-chief worker's CSV log at its temporary directory.
+    """Adapts the standard callbacks to this task: a non-chief's CSV log goes to its temp dir.
 
     Keras's checkpoint, backup and TensorBoard callbacks already send a non-chief worker's
     files to `workertemp_<id>` directories; the CSV logger does not, so two workers would
     append to one history.csv.
     """
+    if role.kind == "parameter_server":
+        # The coordinator's per-batch logs are unfetched RemoteValues; TerminateOnNaN reads
+        # them as a dict. A NaN still shows in the epoch's loss.
+        callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.TerminateOnNaN)]
     if role.is_chief:
         return callbacks
     for callback in callbacks:

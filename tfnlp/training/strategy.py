@@ -283,8 +283,8 @@ def task_role(strategy: tf.distribute.Strategy) -> TaskRole:
     kind = strategy_kind(strategy)
     if kind not in MULTI_PROCESS:
         return TaskRole(kind, True, "local")
-    resolver = strategy.cluster_resolver
-    return TaskRole(kind, is_chief_task(), f"{resolver.task_type} {resolver.task_id}")
+    task = tf_config().get("task", {})
+    return TaskRole(kind, is_chief_task(), f"{task.get('type')} {task.get('index', 0)}")
 
 
 def with_shard_policy(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -333,7 +333,7 @@ def steps_per_epoch(examples: int, global_batch_size: int) -> int:
 
 
 def dataset_function(tensors: tuple, global_batch_size: int, *, shuffle: bool, seed: int,
-                     transform=None):
+                     transform=None, trace: bool = False):
     """A `dataset_fn(input_context)` for parameter-server training (a DatasetCreator).
 
     Each worker's input pipeline keeps every `num_input_pipelines`-th example starting at its
@@ -346,6 +346,8 @@ def dataset_function(tensors: tuple, global_batch_size: int, *, shuffle: bool, s
         shuffle: reshuffle each pass (seeded).
         seed: the shuffle seed.
         transform: an optional function mapped over the batches (e.g. one-hot labels).
+        trace: print a line on the worker's stderr for every batch it reads (shows which
+            worker runs each step; `TFNLP_TRACE_INPUT=1` turns it on in `tfnlp launch`).
     """
     tensors = tuple(np.asarray(t) for t in tensors)
 
@@ -359,6 +361,15 @@ def dataset_function(tensors: tuple, global_batch_size: int, *, shuffle: bool, s
         dataset = dataset.repeat().batch(batch)
         if transform is not None:
             dataset = dataset.map(transform)
+        if trace:
+            pipeline = f"{input_context.input_pipeline_id} of {input_context.num_input_pipelines}"
+
+            def traced(*batch):
+                with tf.control_dependencies([tf.print("tfnlp input: pipeline", pipeline,
+                                                       "batch of", tf.shape(batch[0])[0])]):
+                    return tuple(tf.identity(t) for t in batch)
+
+            dataset = dataset.map(traced)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
