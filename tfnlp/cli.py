@@ -142,10 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
     launch.set_defaults(handler=_launch)
 
-    if "bench" not in commands.choices:
-        bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
-        bench.add_subparsers(dest="bench", required=True)
-    bench_commands = commands.choices["bench"]._subparsers._group_actions[0]
+    bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
+    bench_commands = bench.add_subparsers(dest="bench", required=True)
     bench_distribute = bench_commands.add_parser(
         "distribute", help="examples/s: one device vs mirrored (2 CPU replicas) vs 2 workers")
     bench_distribute.add_argument("pipeline", help="pipeline YAML file")

@@ -134,6 +134,8 @@ def launch_cluster(
     with lock:
         out.write(f"[launch] {len(tasks)} task(s): "
                   + ", ".join(f"{k} x{len(v)}" for k, v in spec.items()) + "\n")
+        for task in tasks:
+            out.write(f"[launch] {task.label}: pid {task.process.pid}\n")
         out.flush()
     status = _wait(tasks, timeout)
     _stop(tasks)
@@ -166,11 +168,11 @@ def serve() -> None:
 
     Parameter servers and parameter-server workers run this; the coordinator sends them work.
     """
-    from tfnlp.backend import tf
-    from tfnlp.training.strategy import tf_config
-
     # The model's in-graph tokenizer ops must be registered where the steps run.
     import tensorflow_text  # noqa: F401
+
+    from tfnlp.backend import tf
+    from tfnlp.training.strategy import tf_config
 
     config = tf_config()
     task = config.get("task", {})
