@@ -1,8 +1,9 @@
 """Per-step training losses of one small tfnlp model under a given strategy.
 
-Shared by the in-process Mirrored test and the 2-worker MultiWorkerMirrored test (which runs
-this file as a script in each worker, with TF_CONFIG set by `launch_cluster`). Same data,
-seed, global batch and model everywhere: the losses may differ only by all-reduce rounding.
+Shared by the in-process Mirrored test and the 2-worker MultiWorkerMirrored test, which runs
+`python -m tests.integration.step_losses OUT_DIR` in each worker (TF_CONFIG set by
+`launch_cluster`). Same data, seed, global batch and model everywhere: the losses may differ
+only by all-reduce rounding.
 """
 
 import json
@@ -44,7 +45,7 @@ def step_losses(strategy: tf.distribute.Strategy) -> list[float]:
     from tfnlp.config.schema import ModelConfig
     from tfnlp.models import build_model
     from tfnlp.preprocessing import TextPreprocessor
-    from tfnlp.training.strategy import with_shard_policy
+    from tfnlp.training.strategy import fix_metric_reduction, with_shard_policy
 
     keras.utils.set_random_seed(SEED)
     preprocessor = TextPreprocessor(["[PAD]", "[UNK]", *WORDS], tokenizer="word", sequence_length=8)
@@ -54,6 +55,7 @@ def step_losses(strategy: tf.distribute.Strategy) -> list[float]:
         )
         model.compile(optimizer=keras.optimizers.SGD(0.5),
                       loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+        fix_metric_reduction(model, strategy)
     recorder = StepLosses()
     model.fit(with_shard_policy(dataset().map(lambda text, label, _: (text, label))),
               epochs=EPOCHS, callbacks=[recorder], verbose=0)

@@ -225,6 +225,17 @@ def strategy_kind(strategy: tf.distribute.Strategy) -> str:
     return "default"
 
 
+def fix_metric_reduction(model, strategy: tf.distribute.Strategy) -> None:
+    """Reports per-batch metrics once, not once per worker, under multi-worker mirrored.
+
+    The metrics are synchronised variables, equal on every worker; Keras's default reduction
+    ("auto" -> "sum") adds the workers' copies again, so per-batch logs (progress bar,
+    `on_train_batch_end`) showed N x the loss on N workers. Epoch logs were right.
+    """
+    if strategy_kind(strategy) == "multi_worker_mirrored":
+        model.distribute_reduction_method = "first"
+
+
 def per_replica_batch_size(global_batch_size: int, replicas: int, *, strict: bool = False) -> int:
     """The batch each replica sees when `global_batch_size` is split over `replicas`.
 

@@ -35,7 +35,7 @@ from tfnlp.training.distributed import (
 from tfnlp.training.precision import precision_scope, resolve_policy
 from tfnlp.training.preflight import run_preflight
 from tfnlp.training.run_directory import RunDirectory, fingerprint
-from tfnlp.training.strategy import create_strategy
+from tfnlp.training.strategy import create_strategy, fix_metric_reduction
 
 logger = logging.getLogger("tfnlp")
 
@@ -167,6 +167,7 @@ def train_pipeline(
     with strategy.scope(), precision_scope(policy):
         model = build_model(config.model, preprocessor, len(labels))
         compile_model(model, config)
+        fix_metric_reduction(model, strategy)
 
     def dataset(split, shuffle=False):
         batches = build_dataset(
