@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tests.conftest import REPO, TINY_OVERRIDES
 
 PIPELINE = str(REPO / "pipelines" / "tweets_lstm.yaml")
@@ -56,6 +58,7 @@ def versions(export_dir):
     return sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
 
 
+@pytest.mark.slow  # two cluster runs (~4 min on 2 shared cores); run with -m slow
 def test_multi_worker_survives_a_killed_worker_and_resumes_from_the_backup(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
     process, lines = launch(run_dir, export_dir, "--workers", "2")
