@@ -182,7 +182,7 @@ def train_pipeline(
     )
     callbacks = worker_callbacks(callbacks, role, run.path)
     if RunDirectory(shared_run_dir).has_backup:
-        logger.info("resuming from the backup in %s", run.backup_dir)
+        logger.info("resuming from the backup in %s", RunDirectory(shared_run_dir).backup_dir)
     else:
         # A fresh start: the epoch log must not continue an earlier run's.
         (run.path / "history.csv").unlink(missing_ok=True)
