@@ -179,3 +179,38 @@ def test_local_cluster_addresses_are_distinct_loopback_ports():
     assert len(set(free_ports(5))) == 5
     with pytest.raises(ValueError, match="`--workers` must be at least 1"):
         cluster_spec(0)
+
+
+def test_parameter_server_fit_inputs_and_callbacks(tmp_path):
+    from tfnlp.backend import keras
+    from tfnlp.data.records import LabelledTexts
+    from tfnlp.training.callbacks import standard_callbacks
+    from tfnlp.training.distributed import fit_inputs, worker_callbacks
+    from tfnlp.training.strategy import TaskRole
+
+    config = load_pipeline(PIPELINE, ["train.batch_size=4"])
+    train = LabelledTexts(texts=["a", "b", "c", "d", "e"], labels=["x", "y", "x", "y", "x"])
+    validation = LabelledTexts(texts=["f", "g"], labels=["x", "y"])
+    chief = TaskRole("parameter_server", True, "chief 0")
+
+    def one_hot(text, label):
+        return text, tf.one_hot(label, 2)
+
+    inputs = fit_inputs(None, chief, config, train, validation, ["x", "y"], one_hot, None)
+    assert (inputs["steps_per_epoch"], inputs["validation_steps"]) == (2, 1)
+    assert isinstance(inputs["x"], keras.utils.experimental.DatasetCreator)
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0)
+    texts, labels = next(iter(inputs["validation_data"](context)))
+    assert texts.numpy().tolist() == [b"f", b"g", b"f", b"g"]  # repeats; fit counts steps
+    assert labels.numpy().tolist() == [[1, 0], [0, 1]] * 2
+
+    callbacks, _ = standard_callbacks(tmp_path, monitor="val_accuracy", patience=1,
+                                      examples_per_epoch=5)
+    kept = worker_callbacks(list(callbacks), chief, tmp_path)
+    assert not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in kept)
+    worker = TaskRole("multi_worker_mirrored", False, "worker 1")
+    temp = worker.write_dir(tmp_path)
+    assert temp == tmp_path / "workertemp_1"
+    logger = next(c for c in worker_callbacks(callbacks, worker, temp)
+                  if isinstance(c, keras.callbacks.CSVLogger))
+    assert logger.filename == str(temp / "history.csv")
