@@ -56,3 +56,14 @@ def test_bench_names_the_failed_configuration(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="multi_worker_2 failed with status 3.*_2.log"):
         distribute.run_distribute_benchmark("p.yaml", [], tmp_path)
     assert not (tmp_path / "bench_distribute.json").exists()
+
+
+def test_steady_throughput_skips_the_tracing_epoch(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text(
+        "12:00:01 INFO epoch 1/3: loss=1.1 (40.0 s, 12 examples/s)\n"
+        "12:00:02 INFO epoch 2/3: loss=1.0 (2.0 s, 240 examples/s)\n"
+        "12:00:03 INFO epoch 3/3: loss=0.9 (3.0 s, 160 examples/s)\n")
+    assert distribute.steady_examples_per_second(log) == pytest.approx(960 / 5)
+    log.write_text("12:00:01 INFO epoch 1/1: loss=1.1 (40.0 s, 12 examples/s)\n")
+    assert distribute.steady_examples_per_second(log) is None
