@@ -89,6 +89,7 @@ def test_multi_worker_survives_a_killed_worker_and_resumes_from_the_backup(tmp_p
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1", "2"]
 
 
+@pytest.mark.slow  # four processes (~2 min on 2 shared cores); run with -m slow
 def test_parameter_server_trains_asynchronously_on_two_workers(tmp_path):
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
     process, lines = launch(run_dir, export_dir, "--workers", "2", "--ps", "1",
