@@ -15,11 +15,13 @@ from pathlib import Path
 def _train(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
+    from tfnlp.training.strategy import is_chief_task
     from tfnlp.training.trainer import train_pipeline
 
     config = load_pipeline(args.pipeline, args.set)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
-    configure_logging(run_dir / "train.log")
+    # In a cluster only the chief keeps train.log; the other tasks log to stderr only.
+    configure_logging(run_dir / "train.log" if is_chief_task() else None)
     if config.task == "language_model":
         from tfnlp.training.language_model import train_language_model
 
@@ -30,6 +32,8 @@ def _train(args) -> int:
               + (f"  export {result.export_path}" if result.export_path else ""))
         return 0
     result = train_pipeline(config, run_dir, export=not args.no_export)
+    if not result.metrics:  # a non-chief worker: the chief reports
+        return 0
     test = result.metrics["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
           f"run {result.run_dir}" + (f"  export {result.export_path}" if result.export_path else ""))
@@ -138,6 +142,29 @@ def _bench_preprocess(args) -> int:
     return 0
 
 
+def _launch(args) -> int:
+    from tfnlp.config import load_pipeline
+    from tfnlp.training.cluster import launch_cluster
+
+    load_pipeline(args.pipeline, args.set)  # fail here, not in N processes
+    strategy = "parameter_server" if args.ps else "multi_worker_mirrored"
+    command = [sys.executable, "-m", "tfnlp", *(["--debug"] if args.debug else []), "train",
+               args.pipeline,
+               "--set", *args.set, f"distribute.strategy={strategy}"]
+    if args.run_dir:
+        command += ["--run-dir", args.run_dir]
+    if args.no_export:
+        command.append("--no-export")
+    return launch_cluster(command, workers=args.workers, ps=args.ps, timeout=args.timeout)
+
+
+def _bench_distribute(args) -> int:
+    from tfnlp.bench.distribute import run_distribute_benchmark
+
+    run_distribute_benchmark(args.pipeline, args.set, args.out)
+    return 0
+
+
 def _version(value: str):
     return value if value == "auto" else int(value)
 
@@ -176,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="+", metavar="TEXT")
     predict.set_defaults(handler=_predict)
 
+    launch = commands.add_parser(
+        "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
+    launch.add_argument("pipeline", help="pipeline YAML file")
+    launch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    launch.add_argument("--ps", type=int, default=0,
+                        help="parameter servers; 0 = multi-worker mirrored (default)")
+    with_overrides(launch)
+    launch.add_argument("--run-dir", help="run directory (default runs/<pipeline name>)")
+    launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
+    launch.set_defaults(handler=_launch)
+
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")
     with_overrides(validate)
@@ -199,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
     bench_commands = bench.add_subparsers(dest="bench", required=True)
+    bench_distribute = bench_commands.add_parser(
+        "distribute", help="examples/s: one device vs mirrored (2 CPU replicas) vs 2 workers")
+    bench_distribute.add_argument("pipeline", help="pipeline YAML file")
+    with_overrides(bench_distribute)
+    bench_distribute.add_argument("--out", default="runs/bench/distribute",
+                                  help="output directory (default runs/bench/distribute)")
+    bench_distribute.set_defaults(handler=_bench_distribute)
     bench_lm = bench_commands.add_parser(
         "lm", help="language-model tokens/s: training and generation, float32 vs mixed_bfloat16"
     )

@@ -103,6 +103,15 @@ class DistributeConfig:
     devices: list[str] | None = None
     # Split the host CPU into N logical devices so Mirrored can run N replicas on a CPU.
     cpu_replicas: int | None = None
+    # Cross-device all-reduce for (multi-worker) mirrored: "auto" lets TensorFlow choose,
+    # "ring" (gRPC collectives) works everywhere, "nccl" only between GPUs.
+    communication: Literal["auto", "ring", "nccl"] = "auto"
+    # TPUClusterResolver target: a TPU name, "grpc://host:port" or "local" (TPU VM); None
+    # means "only if the environment names one" (TPU_NAME), so CPU/GPU hosts never probe.
+    tpu: str | None = None
+    # Multiply train.learning_rate by the number of replicas (the linear scaling rule for
+    # large global batches); off by default because batch_size is already the global batch.
+    scale_learning_rate: bool = False
 
 
 @dataclass(frozen=True)

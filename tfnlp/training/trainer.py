@@ -27,11 +27,17 @@ from tfnlp.export import export_saved_model
 from tfnlp.models import build_model
 from tfnlp.preprocessing import TextPreprocessor, load_stopwords
 from tfnlp.training.callbacks import standard_callbacks
+from tfnlp.training.distributed import (
+    distributed_settings,
+    finish_worker,
+    fit_inputs,
+    worker_callbacks,
+)
 from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
 from tfnlp.training.preflight import run_preflight
 from tfnlp.training.run_directory import RunDirectory, fingerprint
-from tfnlp.training.strategy import create_strategy
+from tfnlp.training.strategy import create_strategy, fix_metric_reduction
 
 logger = logging.getLogger("tfnlp")
 
@@ -145,14 +151,20 @@ def train_pipeline(
         The trained model (best weights), the metrics written to `metrics.json`, the run
         directory and the export path.
     """
+    # First: multi-worker strategies must exist before TensorFlow runs any op.
+    strategy, why = create_strategy(config.distribute)
+    logger.info("strategy: %s (%s)", type(strategy).__name__, why)
+    config, role = distributed_settings(config, strategy)
+    # Non-chief workers write to a temporary directory (removed at the end); callbacks get
+    # the shared one, where Keras itself separates the workers' checkpoints and backups.
+    shared_run_dir = Path(run_dir)
+    run_dir = role.write_dir(shared_run_dir)
     run_preflight(config, Path(run_dir))
     run = RunDirectory(Path(run_dir)).create()
     run.write_config(config)
     keras.utils.set_random_seed(config.seed)
     splits, labels = load_splits(config, run)
 
-    strategy, why = create_strategy(config.distribute)
-    logger.info("strategy: %s (%s)", type(strategy).__name__, why)
     policy, why = resolve_policy(config.precision.policy)
     logger.info("precision: %s (%s)", policy, why)
 
@@ -162,6 +174,7 @@ def train_pipeline(
         # What `fit` trains: the model itself, or its layers from token ids on (same weights).
         fitted = ids_model(model) if config.preprocessing.in_dataset else model
         compile_model(fitted, config)
+        fix_metric_reduction(fitted, strategy)
 
     # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
     lengths = {id(split): token_lengths(preprocessor.tokenize, split.texts)
@@ -184,17 +197,18 @@ def train_pipeline(
                 100 * padding.padded_fraction, "on" if bucket_width else "off")
 
     callbacks, summary = standard_callbacks(
-        run.path, monitor=config.train.monitor, patience=config.train.early_stopping_patience,
+        shared_run_dir, monitor=config.train.monitor, patience=config.train.early_stopping_patience,
         examples_per_epoch=len(splits.train), strategy_name=type(strategy).__name__,
     )
-    if run.has_backup:
-        logger.info("resuming from the backup in %s", run.backup_dir)
+    callbacks = worker_callbacks(callbacks, role, run.path)
+    if RunDirectory(shared_run_dir).has_backup:
+        logger.info("resuming from the backup in %s", RunDirectory(shared_run_dir).backup_dir)
     else:
         # A fresh start: the epoch log must not continue an earlier run's.
         (run.path / "history.csv").unlink(missing_ok=True)
     fitted.fit(
-        dataset(splits.train, shuffle=True),
-        validation_data=dataset(splits.validation),
+        **fit_inputs(strategy, role, config, splits.train, splits.validation, labels,
+                     _one_hot(len(labels)), dataset),
         epochs=config.train.epochs,
         callbacks=callbacks + list(extra_callbacks or []),
         verbose=1 if sys.stdout.isatty() else 2,
@@ -205,9 +219,16 @@ def train_pipeline(
             f"{run.best_checkpoint.parent}. Try a lower `train.learning_rate` or "
             "`precision.policy: float32`."
         )
+    if not role.is_chief:
+        finish_worker(role, run.path)
+        return TrainingResult(model, {}, run.path, None)
     # BackupAndRestore empties its directory when training ends; drop the husk too.
     shutil.rmtree(run.backup_dir, ignore_errors=True)
-    fitted.load_weights(str(run.best_checkpoint)).expect_partial()
+    if role.trains_on_a_cluster:
+        # Evaluate on a local copy: the cluster model's predict would need every worker.
+        model = load_trained_model(run.path)[0]
+    else:
+        fitted.load_weights(str(run.best_checkpoint)).expect_partial()
 
     metrics = evaluate_model(model, config, splits, labels, run)
     metrics["train"] = {
@@ -215,6 +236,7 @@ def train_pipeline(
         "epochs_run": len(summary.train_seconds),
         "train_seconds": sum(summary.train_seconds),
         "replicas": strategy.num_replicas_in_sync,
+        "strategy": role.kind,
         "precision_policy": policy,
         "length_bucketing": bool(bucket_width),
         "preprocessing_in_dataset": config.preprocessing.in_dataset,

@@ -1,0 +1,125 @@
+"""What a pipeline run does differently under a distribution strategy.
+
+Kept out of trainer.py so that the single-device path reads top to bottom: the trainer calls
+`distributed_settings` once after creating the strategy, `fit_inputs` for `model.fit`'s data
+arguments, `worker_callbacks` for the callbacks, and `finish_worker` on non-chief workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tfnlp.backend import keras, tf
+from tfnlp.config.schema import PipelineConfig
+from tfnlp.data import encode_labels
+from tfnlp.data.records import LabelledTexts
+from tfnlp.training.strategy import (
+    TaskRole,
+    dataset_function,
+    per_replica_batch_size,
+    prepare_input,
+    scaled_learning_rate,
+    steps_per_epoch,
+    task_role,
+)
+
+logger = logging.getLogger("tfnlp")
+
+
+def distributed_settings(
+    config: PipelineConfig, strategy: tf.distribute.Strategy
+) -> tuple[PipelineConfig, TaskRole]:
+    """Logs the batch split, applies learning-rate scaling and finds this process's role.
+
+    Returns:
+        (the config with the learning rate the optimizer should use, this task's role).
+    """
+    role = task_role(strategy)
+    replicas = strategy.num_replicas_in_sync
+    per_replica = per_replica_batch_size(
+        config.train.batch_size, replicas, strict=role.kind == "tpu"
+    )
+    logger.info(
+        "batch: global %d = %d replica(s) x %d per replica%s (%s, %s)", config.train.batch_size,
+        replicas, per_replica, "" if config.train.batch_size % replicas == 0 else ", uneven",
+        role.kind, role.task,
+    )
+    rate = scaled_learning_rate(
+        config.train.learning_rate, replicas, config.distribute.scale_learning_rate
+    )
+    if rate != config.train.learning_rate:
+        logger.info("learning rate: %g x %d replicas = %g (distribute.scale_learning_rate)",
+                    config.train.learning_rate, replicas, rate)
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, learning_rate=rate)
+        )
+    return config, role
+
+
+def fit_inputs(
+    strategy: tf.distribute.Strategy, role: TaskRole, config: PipelineConfig,
+    train: LabelledTexts, validation: LabelledTexts, labels: list[str], transform,
+    dataset,
+) -> dict:
+    """`model.fit` keyword arguments for the training and validation data.
+
+    Parameter-server training gets `DatasetCreator`s (each worker builds its own input
+    pipeline) and explicit step counts; the other strategies get batched datasets with the
+    auto-shard policy set (and static batches on TPUs).
+
+    Args:
+        transform: maps a batch (texts, label ids[, weights]) to the model's inputs/targets.
+        dataset: the trainer's `dataset(split, shuffle=False)` builder of batched datasets.
+    """
+    batch = config.train.batch_size
+    if role.kind == "parameter_server":
+        def creator(split: LabelledTexts, shuffle: bool):
+            tensors = (np.array(split.texts, dtype=object), encode_labels(split, labels))
+            if split.weights is not None:
+                tensors += (np.array(split.weights, dtype=np.float32),)
+            return keras.utils.experimental.DatasetCreator(dataset_function(
+                tensors, batch, shuffle=shuffle, seed=config.seed, transform=transform,
+                trace=os.environ.get("TFNLP_TRACE_INPUT") == "1"))
+
+        return {
+            "x": creator(train, shuffle=True),
+            "steps_per_epoch": steps_per_epoch(len(train), batch),
+            "validation_data": creator(validation, shuffle=False),
+            "validation_steps": steps_per_epoch(len(validation), batch),
+        }
+
+    return {"x": prepare_input(dataset(train, shuffle=True), strategy, batch),
+            "validation_data": prepare_input(dataset(validation), strategy, batch)}
+
+
+def worker_callbacks(
+    callbacks: list[keras.callbacks.Callback], role: TaskRole, write_dir: Path
+) -> list[keras.callbacks.Callback]:
+    """Adapts the standard callbacks to this task: a non-chief's CSV log goes to its temp dir.
+
+    Keras's checkpoint, backup and TensorBoard callbacks already send a non-chief worker's
+    files to `workertemp_<id>` directories; the CSV logger does not, so two workers would
+    append to one history.csv.
+    """
+    if role.kind == "parameter_server":
+        # The coordinator's per-batch logs are unfetched RemoteValues; TerminateOnNaN reads
+        # them as a dict. A NaN still shows in the epoch's loss.
+        callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.TerminateOnNaN)]
+    if role.is_chief:
+        return callbacks
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.CSVLogger):
+            callback.filename = str(write_dir / Path(callback.filename).name)
+    return callbacks
+
+
+def finish_worker(role: TaskRole, write_dir: Path) -> None:
+    """Removes a non-chief worker's temporary directory once training has ended."""
+    shutil.rmtree(write_dir, ignore_errors=True)
+    logger.info("%s: done; the chief writes the checkpoint, export and metrics", role.task)
