@@ -48,6 +48,7 @@ _RANGES = {
     "train.shuffle_buffer": (1, None),
     "distribute.cpu_replicas": (1, 64),
     "export.version": (1, None),
+    "export.keep": (1, None),
 }
 
 
