@@ -29,7 +29,7 @@ from tensorflow.python.client import pywrap_tf_session
 
 def registered():
     ops = op_def_pb2.OpList()
-    ops.ParseFromString(pywrap_tf_session.TF_GetAllOpList())
+    ops.ParseFromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList()))
     return {op.name for op in ops.op}
 
 core = registered()
