@@ -29,22 +29,22 @@ from tfnlp.export.saved_model import (
 TOLERANCE = 1e-5
 BATCH_SIZE = 1000
 
-# Runs in a fresh interpreter: argv = export dir, JSON of the reference texts, "portable" or
-# "text", the batch size.
+# Runs in a fresh interpreter: argv = export dir, "portable" or "text", the batch size; the
+# reference texts come as JSON on stdin (a 100 kB text is too long for an argument).
 # No tfnlp; for portable exports `import tensorflow_text` raises ImportError first.
 FRESH_PROCESS_CHECK = r"""
 import json, sys
-if sys.argv[3] == "portable":
+if sys.argv[2] == "portable":
     sys.modules["tensorflow_text"] = None  # any `import tensorflow_text` now fails
 else:
     import tensorflow_text  # noqa: F401  (registers the text ops, as TF-Serving links them)
 import tensorflow as tf
 
-export, texts = sys.argv[1], json.loads(sys.argv[2])
+export, texts = sys.argv[1], json.loads(sys.stdin.read())
 loaded = tf.saved_model.load(export)
 serve = loaded.signatures["serving_default"]
 out = serve(text=tf.constant(texts))
-batch = serve(text=tf.constant([f"text number {i} :)" for i in range(int(sys.argv[4]))]))
+batch = serve(text=tf.constant([f"text number {i} :)" for i in range(int(sys.argv[3]))]))
 long_text = " ".join(["good"] * 5000)
 truncated = serve(text=tf.constant([long_text, " ".join(["good"] * 1000)]))
 examples = [tf.train.Example(features=tf.train.Features(feature={"text": tf.train.Feature(
@@ -114,9 +114,9 @@ def _quiet_env() -> dict:
     return env
 
 
-def _run(command: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+def _run(command: list[str], timeout: int = 600, stdin: str | None = None):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env=_quiet_env())
+                          env=_quiet_env(), input=stdin)
 
 
 def _tail(text: str) -> str:
@@ -191,8 +191,8 @@ def check_fresh_process(export: Path, reference: dict) -> list[CheckResult]:
     """Loads the export in a fresh process (no tfnlp) and checks what it answers."""
     portable = bool(reference.get("portable"))
     texts = reference["texts"]
-    result = _run([sys.executable, "-c", FRESH_PROCESS_CHECK, str(export), json.dumps(texts),
-                   "portable" if portable else "text", str(BATCH_SIZE)])
+    result = _run([sys.executable, "-c", FRESH_PROCESS_CHECK, str(export),
+                   "portable" if portable else "text", str(BATCH_SIZE)], stdin=json.dumps(texts))
     name = "fresh process" + (" without tensorflow_text" if portable else "")
     if result.returncode != 0:
         return [CheckResult(name, False, _tail(result.stderr))]
