@@ -190,17 +190,10 @@ def test_portable_export_loads_where_tensorflow_text_cannot_be_imported(
     assert served["modules"] == []
     expected = tf.nn.softmax(tiny_run.model(tf.constant(CHECK_TEXTS))).numpy()
     np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)
-    # The stock `saved_model_cli` (no tensorflow-text registered) runs it too.
-    run = subprocess.run(
-        saved_model_cli_command(portable=True) + [
-            "run", "--dir", str(portable_export), "--tag_set", "serve", "--signature_def",
-            "serving_default", "--input_exprs", "text=['what a lovely day']"],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "probabilities" in run.stdout
+    # The stock `saved_model_cli run` on it: see test_serve_check_passes_on_portable_export.
 
 
+@pytest.mark.slow  # a negative control; the default run covers the positive cases
 def test_non_portable_export_needs_tensorflow_text(tiny_run, tmp_path):
     result = run_python(PORTABLE_LOAD, str(tiny_run.export_path), _texts_file(tmp_path, ["hi"]))
     assert result.returncode != 0
@@ -208,6 +201,7 @@ def test_non_portable_export_needs_tensorflow_text(tiny_run, tmp_path):
         result.stderr)
 
 
+@pytest.mark.slow  # serve-check's "batch of 1,000" and "truncation" rows cover it by default
 def test_thousand_strings_and_truncation(tiny_run):
     loaded = tf.saved_model.load(str(tiny_run.export_path))
     serve = loaded.signatures["serving_default"]
