@@ -21,7 +21,6 @@ from tfnlp.export.reference import CHECK_TEXTS, read_reference
 from tfnlp.export.verify import (
     check_fresh_process,
     check_models_config,
-    saved_model_cli_command,
     serve_check,
 )
 from tfnlp.export.warmup import read_warmup_requests
