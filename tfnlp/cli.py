@@ -63,10 +63,36 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from tfnlp.training.trainer import export_run
 
+    if args.check and _is_export(args.run_dir):
+        return _check_ops(args.run_dir)
     if _is_language_model_run(args.run_dir):
         from tfnlp.training.language_model import export_language_model_run as export_run
-    print(export_run(args.run_dir, args.export_dir, args.name, args.version))
-    return 0
+    path = export_run(args.run_dir, args.export_dir, args.name, args.version)
+    print(path)
+    return _check_ops(path) if args.check else 0
+
+
+def _is_export(path: str) -> bool:
+    from tfnlp.export import existing_versions
+
+    return (Path(path) / "saved_model.pb").is_file() or bool(existing_versions(Path(path)))
+
+
+def _check_ops(path) -> int:
+    from tfnlp.export import latest_version
+    from tfnlp.export.ops import check_ops
+
+    report = check_ops(latest_version(path))
+    print(report.summary())
+    return 0 if report.servable else 1
+
+
+def _serve_check(args) -> int:
+    from tfnlp.export.verify import format_table, serve_check
+
+    results = serve_check(args.model_dir)
+    print(format_table(results))
+    return 0 if all(result.passed for result in results) else 1
 
 
 def _is_language_model_run(run_dir) -> bool:
@@ -196,7 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--export-dir", help="export root (default: the pipeline's export.dir)")
     export.add_argument("--name", help="model name (default: export.name or the pipeline name)")
     export.add_argument("--version", type=_version, help="'auto' or an integer")
+    export.add_argument(
+        "--check", action="store_true",
+        help="list the export's ops by runtime (core / tensorflow-text / unknown); exit 1 on "
+             "unknown ops. Given an export (saved_models/<name>) instead of a run, only checks",
+    )
     export.set_defaults(handler=_export)
+
+    serve_check = commands.add_parser(
+        "serve-check", help="run every TF-Serving check on an export; exit 0 only if all pass")
+    serve_check.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")
+    serve_check.set_defaults(handler=_serve_check)
 
     predict = commands.add_parser("predict", help="classify texts with an exported SavedModel")
     predict.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")

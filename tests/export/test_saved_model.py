@@ -69,8 +69,9 @@ def test_saved_model_cli_show_and_run(tiny_run):
     with_text_ops = ("import sys, tensorflow_text; sys.argv[0] = 'saved_model_cli'; "
                      "from tensorflow.python.tools.saved_model_cli import main; main()")
     run = subprocess.run(
-        [sys.executable, "-c", with_text_ops, "run", "--dir", str(tiny_run.export_path), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--input_exprs", "text=['what a lovely day']"],
+        [sys.executable, "-c", with_text_ops, "run", "--dir", str(tiny_run.export_path),
+         "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", "text=['what a lovely day']"],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]

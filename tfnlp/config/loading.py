@@ -48,6 +48,7 @@ _RANGES = {
     "train.shuffle_buffer": (1, None),
     "distribute.cpu_replicas": (1, 64),
     "export.version": (1, None),
+    "export.keep": (1, None),
     "language_model.vocab_size": (8, None),
     "language_model.sequence_length": (2, None),
     "language_model.stride": (1, None),

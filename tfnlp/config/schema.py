@@ -128,6 +128,11 @@ class ExportConfig:
     name: str | None = None
     # "auto" takes the next free integer version.
     version: int | Literal["auto"] = "auto"
+    # Keep only the newest K versions (older ones are deleted after each export); None keeps all.
+    keep: int | None = None
+    # Preprocessing from TensorFlow core ops only, so runtimes without tensorflow-text load it;
+    # differs only where NFKC / case folding differ from lower-casing (see tfnlp.export.portable).
+    portable: bool = False
 
 
 @dataclass(frozen=True)

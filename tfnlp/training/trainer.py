@@ -248,6 +248,8 @@ def train_pipeline(
         export_path = export_saved_model(
             model, labels, config.export.dir, config.export.name or config.name,
             version=config.export.version, vocabulary=preprocessor.vocabulary,
+            keep=config.export.keep, portable=config.export.portable,
+            warmup_texts=list(splits.validation.texts[:8]),
         )
         metrics["export"] = {"path": str(export_path)}
         logger.info("exported: %s", export_path)
@@ -354,4 +356,23 @@ def export_run(
         model, labels, export_dir or config.export.dir, name or config.export.name or config.name,
         version=version if version is not None else config.export.version,
         vocabulary=preprocessor_of(model).vocabulary,
+        keep=config.export.keep, portable=config.export.portable,
+        warmup_texts=validation_sample(config),
     )
+
+
+def validation_sample(config: PipelineConfig, count: int = 8) -> list[str] | None:
+    """The first `count` validation texts of the run's (re-created) split, for warm-up requests.
+
+    None, with a warning, when the data can no longer be read: the export then has no warm-up.
+    """
+    try:
+        examples, _, _ = load_examples(config.data, seed=config.seed)
+    except (OSError, ValueError) as error:
+        logger.warning("no warm-up requests: cannot read the data again (%s)", error)
+        return None
+    splits = split_examples(
+        examples, validation_fraction=config.data.validation_fraction,
+        test_fraction=config.data.test_fraction, stratify=config.data.stratify, seed=config.seed,
+    )
+    return list(splits.validation.texts[:count])

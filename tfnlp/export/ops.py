@@ -1,0 +1,145 @@
+"""Op portability: which ops an exported SavedModel needs, and which runtimes provide them.
+
+Stock TF-Serving (≥ 2.2) links TensorFlow core and tensorflow-text's op library, nothing else.
+Every op in the graph and in its function library is classified as `core`,
+`tensorflow-text` or `unknown` (a custom op no stock runtime has).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CORE = "core"
+TEXT = "tensorflow-text"
+UNKNOWN = "unknown"
+
+# Lists the ops registered by TensorFlow alone, then those tensorflow-text adds, in a fresh
+# interpreter: this process has tensorflow-text (and maybe more) loaded already.
+_CATALOGUE = """
+import json
+import tensorflow as tf
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.python.client import pywrap_tf_session
+
+def registered():
+    ops = op_def_pb2.OpList()
+    ops.ParseFromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList()))
+    return {op.name for op in ops.op}
+
+core = registered()
+import tensorflow_text  # noqa: F401
+print(json.dumps({"core": sorted(core), "text": sorted(registered() - core)}))
+"""
+
+
+@dataclass
+class OpReport:
+    """Ops of one SavedModel by provider.
+
+    Attributes:
+        ops: op name → `core`, `tensorflow-text` or `unknown`.
+        functions: the number of functions in the graph's library.
+    """
+
+    ops: dict[str, str] = field(default_factory=dict)
+    functions: int = 0
+
+    def by_provider(self, provider: str) -> list[str]:
+        return sorted(op for op, where in self.ops.items() if where == provider)
+
+    @property
+    def servable(self) -> bool:
+        """True when stock TF-Serving (TensorFlow + tensorflow-text ops) can run the graph."""
+        return not self.by_provider(UNKNOWN)
+
+    @property
+    def portable(self) -> bool:
+        """True when any TensorFlow runtime can run the graph (core ops only)."""
+        return self.servable and not self.by_provider(TEXT)
+
+    def summary(self) -> str:
+        """A few lines for people: counts, then the non-core ops by name."""
+        lines = [
+            f"{len(self.ops)} distinct ops in the graph and {self.functions} library functions: "
+            f"{len(self.by_provider(CORE))} TensorFlow core, {len(self.by_provider(TEXT))} "
+            f"tensorflow-text, {len(self.by_provider(UNKNOWN))} unknown."
+        ]
+        if self.by_provider(TEXT):
+            lines.append("tensorflow-text ops (linked into stock TF-Serving; Python needs "
+                         "`import tensorflow_text`): " + ", ".join(self.by_provider(TEXT)))
+        if self.by_provider(UNKNOWN):
+            lines.append("NOT servable, unknown ops: " + ", ".join(self.by_provider(UNKNOWN)))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "functions": self.functions,
+            "core": self.by_provider(CORE),
+            "tensorflow_text": self.by_provider(TEXT),
+            "unknown": self.by_provider(UNKNOWN),
+            "servable": self.servable,
+            "portable": self.portable,
+        }
+
+
+@functools.lru_cache(maxsize=1)
+def op_catalogue() -> tuple[frozenset[str], frozenset[str]]:
+    """(TensorFlow core ops, tensorflow-text ops), read once per process from a fresh one.
+
+    Raises:
+        RuntimeError: the helper process failed (its stderr tail is in the message).
+    """
+    result = subprocess.run([sys.executable, "-c", _CATALOGUE], capture_output=True,
+                            text=True, timeout=300,
+                            env={**_quiet_environment(), "PYTHONPATH": ""})
+    if result.returncode != 0:
+        raise RuntimeError(f"Could not list TensorFlow's ops: {result.stderr[-1000:]}")
+    listed = json.loads(result.stdout.strip().splitlines()[-1])
+    return frozenset(listed["core"]), frozenset(listed["text"])
+
+
+def _quiet_environment() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def graph_ops(saved_model_dir: str | Path) -> tuple[set[str], int]:
+    """Every op type used in a SavedModel's graphs and function libraries (calls excluded).
+
+    Returns:
+        (op names, number of library functions).
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops: set[str] = set()
+    functions: set[str] = set()
+    for meta_graph in saved_model.meta_graphs:
+        library = meta_graph.graph_def.library
+        functions |= {function.signature.name for function in library.function}
+        ops |= {node.op for node in meta_graph.graph_def.node}
+        for function in library.function:
+            ops |= {node.op for node in function.node_def}
+    # A node whose op is a library function is a call, not an op a runtime must provide.
+    return ops - functions, len(functions)
+
+
+def check_ops(saved_model_dir: str | Path) -> OpReport:
+    """Classifies every op of the SavedModel at `saved_model_dir` by the runtime providing it.
+
+    Example:
+        >>> report = check_ops("saved_models/tweets_bilstm/1")
+        >>> report.servable, report.by_provider("tensorflow-text")
+    """
+    core, text = op_catalogue()
+    ops, functions = graph_ops(saved_model_dir)
+    return OpReport(
+        ops={op: CORE if op in core else TEXT if op in text else UNKNOWN for op in ops},
+        functions=functions,
+    )

@@ -1,0 +1,55 @@
+"""Reference outputs recorded at export: what the training-time model said for check texts.
+
+`assets.extra/tfnlp_reference.json` holds the probabilities the Keras model (the one that was
+trained and evaluated) gave for `CHECK_TEXTS`; `tfnlp serve-check` compares a fresh process's
+answers from the SavedModel against them. TF-Serving ignores files in `assets.extra` other
+than its warm-up file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tfnlp.atomic import write_json
+
+REFERENCE_FILE = "tfnlp_reference.json"
+
+# English, Chinese, emoji, empty and a 100 kB input: the cases a tokenizer gets wrong first.
+CHECK_TEXTS = [
+    "I love this car :)",
+    "worst traffic ever, stuck for 2 hours @bob",
+    "我爱北京天安门",
+    "😀😀😀 🎉",
+    "",
+    ("so happy today 😀 我很高兴 " * 4000)[:100_000],
+]
+
+
+def write_reference(
+    saved_model_dir: str | Path, texts: list[str], probabilities, *, portable: bool,
+    sequence_length: int | None,
+) -> Path:
+    """Writes the texts, their training-time probabilities (`[n, classes]`) and export facts.
+
+    Args:
+        saved_model_dir: the SavedModel directory.
+        texts: the texts the model was run on.
+        probabilities: what the training-time model gave for them.
+        portable: whether the export claims to be TensorFlow-core-only.
+        sequence_length: the preprocessor's maximum number of tokens (None if unknown).
+    """
+    return write_json(
+        Path(saved_model_dir) / "assets.extra" / REFERENCE_FILE,
+        {"texts": list(texts),
+         "probabilities": [[float(p) for p in row] for row in probabilities],
+         "portable": portable, "sequence_length": sequence_length},
+    )
+
+
+def read_reference(saved_model_dir: str | Path) -> dict | None:
+    """The recorded texts and probabilities, or None for an export without them."""
+    path = Path(saved_model_dir) / "assets.extra" / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
