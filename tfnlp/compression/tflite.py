@@ -1,0 +1,156 @@
+"""TFLite conversion of id-level models: float32, float16, dynamic-range and full int8.
+
+Each model is converted from a concrete function with a fixed `[batch, sequence_length]` int32
+input: a tf-keras (Bi)LSTM with a dynamic batch does not convert ("tf.TensorListReserve op
+requires element_shape to be static"). One file is written per served batch size (1 for
+latency, 64 for throughput and evaluation).
+
+The model takes token ids, not strings: tensorflow-text ops are not TFLite builtins. The
+alternative, `SELECT_TF_OPS`, would pull the Flex delegate (several MB, not on every
+platform) plus tensorflow-text's own custom-op registrations into every interpreter, and the
+string ops would run outside XNNPACK and the int8 kernels anyway. Shipping the vocabulary and
+a preprocessing spec beside the `.tflite` keeps the model pure builtins (small, fast,
+delegate-friendly) and makes the size figures measure the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from tfnlp.backend import keras, tf
+
+# Conversion modes: artifact name suffix -> what the converter does.
+MODES = ("float32", "float16", "int8_dynamic", "int8_full", "int16x8")
+
+
+def concrete_function(id_model: keras.Model, batch_size: int, sequence_length: int):
+    """The model's inference function traced for one fixed `[batch_size, sequence_length]`."""
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([batch_size, sequence_length], tf.int32, name="token_ids")
+    ])
+    def logits(token_ids):
+        return {"logits": id_model(token_ids, training=False)}
+
+    return logits.get_concrete_function()
+
+
+def convert(
+    id_model: keras.Model,
+    mode: str,
+    *,
+    batch_size: int,
+    sequence_length: int,
+    representative_ids: Callable[[], Iterable[np.ndarray]] | None = None,
+) -> tuple[bytes, dict]:
+    """Converts an id-level model to a TFLite flatbuffer.
+
+    Args:
+        id_model: ids in, logits out (plain, stripped or QAT model).
+        mode: "float32" (no optimisation), "float16" (weights in float16), "int8_dynamic"
+            (int8 weights, float activations), "int8_full" (int8 weights and activations,
+            calibrated on `representative_ids`), "int16x8" (int8 weights, int16 activations).
+            A QAT model converted with "int8_dynamic" uses the ranges it learned.
+        batch_size: the fixed batch of the input.
+        sequence_length: the fixed number of token ids per example.
+        representative_ids: a callable yielding int32 `[batch_size, sequence_length]` arrays
+            from the training split (required by "int8_full" and "int16x8").
+
+    Returns:
+        `(flatbuffer, details)`, details saying which op sets the converter was given.
+
+    Raises:
+        ValueError: an unknown mode or a missing representative dataset.
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
+    function = concrete_function(id_model, batch_size, sequence_length)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], id_model)
+    details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length}
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode in ("int8_full", "int16x8"):
+        if representative_ids is None:
+            raise ValueError(f"Mode {mode!r} needs `representative_ids` from the training split.")
+        converter.representative_dataset = lambda: ([ids] for ids in representative_ids())
+        if mode == "int16x8":
+            ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        else:
+            ops = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        converter.target_spec.supported_ops = [ops]
+        details["supported_ops"] = ops.name
+        try:
+            return converter.convert(), details
+        except Exception as error:  # some ops have no integer kernel: keep them in float
+            details["strict_integer_failed"] = str(error).strip().splitlines()[0][:300]
+            converter.target_spec.supported_ops = [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
+            details["supported_ops"] = f"{ops.name}+TFLITE_BUILTINS"
+    return converter.convert(), details
+
+
+def tensor_dtypes(flatbuffer: bytes) -> dict[str, int]:
+    """How many tensors of each dtype the model holds (e.g. {"int8": 40, "float32": 2})."""
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    counts: dict[str, int] = {}
+    for tensor in interpreter.get_tensor_details():
+        name = np.dtype(tensor["dtype"]).name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def op_counts(flatbuffer: bytes) -> dict[str, int]:
+    """Builtin operators in the model and how often each occurs."""
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():  # the only API that lists a model's ops
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
+class TFLiteClassifier:
+    """Runs a converted id-level model with the TFLite interpreter.
+
+    Args:
+        flatbuffer: the `.tflite` bytes.
+        num_threads: interpreter threads.
+        xnnpack: use the default delegates (XNNPACK on CPU); False runs TFLite's builtin
+            kernels only, which is how to tell a delegate effect from a kernel effect.
+    """
+
+    def __init__(self, flatbuffer: bytes, num_threads: int = 1, xnnpack: bool = True):
+        resolver = (
+            tf.lite.experimental.OpResolverType.AUTO if xnnpack
+            else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        self.interpreter = tf.lite.Interpreter(
+            model_content=flatbuffer, num_threads=num_threads,
+            experimental_op_resolver_type=resolver,
+        )
+        self.interpreter.allocate_tensors()
+        (self._input,) = self.interpreter.get_input_details()
+        (self._output,) = self.interpreter.get_output_details()
+        self.batch_size, self.sequence_length = (int(d) for d in self._input["shape"])
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """Logits for exactly one `[batch_size, sequence_length]` batch of ids."""
+        self.interpreter.set_tensor(self._input["index"], ids.astype(self._input["dtype"]))
+        self.interpreter.invoke()
+        output = self.interpreter.get_tensor(self._output["index"])
+        scale, zero_point = self._output["quantization"]
+        if scale:  # an integer output: back to real-valued logits
+            output = (output.astype(np.float32) - zero_point) * scale
+        return output
+
+    def predict_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Argmax label ids for any number of rows (the last batch padded with zeros)."""
+        predictions = []
+        for start in range(0, len(ids), self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            padded = np.zeros((self.batch_size, self.sequence_length), np.int32)
+            padded[: len(chunk)] = chunk
+            predictions.append(np.argmax(self.logits(padded)[: len(chunk)], axis=-1))
+        return np.concatenate(predictions) if predictions else np.zeros([0], np.int64)
