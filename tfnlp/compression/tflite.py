@@ -66,30 +66,37 @@ def convert(
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
+    if mode in ("int8_full", "int16x8") and representative_ids is None:
+        raise ValueError(f"Mode {mode!r} needs `representative_ids` from the training split.")
     function = concrete_function(id_model, batch_size, sequence_length)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], id_model)
     details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length}
+    if mode not in ("int8_full", "int16x8"):
+        return _converter(function, id_model, mode, representative_ids, None).convert(), details
+    ops = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+           if mode == "int16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
+    details["supported_ops"] = ops.name
+    try:
+        return _converter(function, id_model, mode, representative_ids, [ops]).convert(), details
+    except Exception as error:  # some ops have no integer kernel: let those stay in float
+        details["strict_integer_failed"] = str(error).strip().splitlines()[0][:300]
+    details["supported_ops"] = f"{ops.name}+TFLITE_BUILTINS"
+    converter = _converter(
+        function, id_model, mode, representative_ids, [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
+    )
+    return converter.convert(), details
+
+
+def _converter(function, id_model, mode, representative_ids, supported_ops):
+    """A fresh converter per attempt (a converter that failed once cannot be reused)."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], id_model)
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode in ("int8_full", "int16x8"):
-        if representative_ids is None:
-            raise ValueError(f"Mode {mode!r} needs `representative_ids` from the training split.")
+    if supported_ops is not None:
         converter.representative_dataset = lambda: ([ids] for ids in representative_ids())
-        if mode == "int16x8":
-            ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        else:
-            ops = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-        converter.target_spec.supported_ops = [ops]
-        details["supported_ops"] = ops.name
-        try:
-            return converter.convert(), details
-        except Exception as error:  # some ops have no integer kernel: keep them in float
-            details["strict_integer_failed"] = str(error).strip().splitlines()[0][:300]
-            converter.target_spec.supported_ops = [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
-            details["supported_ops"] = f"{ops.name}+TFLITE_BUILTINS"
-    return converter.convert(), details
+        converter.target_spec.supported_ops = supported_ops
+    return converter
 
 
 def tensor_dtypes(flatbuffer: bytes) -> dict[str, int]:
