@@ -109,13 +109,25 @@ def tensor_dtypes(flatbuffer: bytes) -> dict[str, int]:
     return counts
 
 
-def op_counts(flatbuffer: bytes) -> dict[str, int]:
-    """Builtin operators in the model and how often each occurs."""
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+def op_counts(flatbuffer: bytes) -> dict:
+    """Operators in every subgraph (WHILE bodies included) and how often each occurs.
+
+    Returns:
+        {"subgraphs": n, "ops": {op name: count}}: from TFLite's model analyzer, the one
+        public API that lists the ops inside control-flow subgraphs.
+    """
+    import contextlib
+    import io
+    import re
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_content=flatbuffer)
     counts: dict[str, int] = {}
-    for op in interpreter._get_ops_details():  # the only API that lists a model's ops
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return counts
+    for name in re.findall(r"^\s+Op#\d+ ([A-Z0-9_]+)\(", text.getvalue(), flags=re.M):
+        counts[name] = counts.get(name, 0) + 1
+    subgraphs = len(re.findall(r"^Subgraph#\d+", text.getvalue(), flags=re.M))
+    return {"subgraphs": subgraphs, "ops": dict(sorted(counts.items()))}
 
 
 class TFLiteClassifier:
