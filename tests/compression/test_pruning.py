@@ -52,3 +52,13 @@ def test_pruning_reaches_the_target_in_the_stripped_weights(pruned):
     # Stripped: no tfmot wrapper left, and it still classifies.
     assert not any(type(layer).__name__ == "PruneLowMagnitude" for layer in stripped.layers)
     assert stripped(ids).shape == (len(ids), 3)
+
+
+def test_m_by_n_goes_to_every_pruned_layer_but_the_embedding(tiny_ids):
+    _, model, ids, _, _ = tiny_ids
+    schedule, _ = pruning.pruning_schedule(10, 0.5)
+    wrapped, _ = pruning.prune_id_model(build_id_model(model), schedule, m_by_n=(2, 4))
+    structured = {layer.layer.name: layer.sparsity_m_by_n for layer in wrapped.layers
+                  if type(layer).__name__ == "PruneLowMagnitude"}
+    assert structured == {"embedding": None, "bilstm_0": (2, 4), "logits": (2, 4)}
+    assert wrapped(ids).shape == (len(ids), 3)

@@ -384,6 +384,7 @@ def compress_run(config: PipelineConfig, run_dir: str | Path, out_dir: str | Pat
         "machine": {"cpu_count": _cpu_count(), "tensorflow": tf.__version__},
         "notes": notes,
     }
+    tflite_lib.clear_traces()
     paths = report.write_report(result, out)
     logger.info("report: %s (recommended: %s)", paths["json"], recommended)
     return result

@@ -78,8 +78,9 @@ def prune_id_model(id_model: keras.Model, schedule, m_by_n: tuple[int, int] | No
 
     The Embedding, the (Bi)LSTM cells (through `CompressibleBidirectional`), the Transformer
     projections (through `CompressibleTransformerEncoderBlock`) and the Dense head are pruned.
-    With `m_by_n` (e.g. (2, 4)) the Dense and LSTM kernels get structured sparsity instead,
-    which tfmot supports only for those; the embedding then keeps the schedule's sparsity.
+    With `m_by_n` (e.g. (2, 4)) every pruned layer but the Embedding gets structured
+    sparsity instead (m zeros in each block of n along the input axis, what sparse matmul
+    hardware can skip); the Embedding, a lookup table, keeps the schedule's sparsity.
 
     Returns:
         `(model, pruned_layer_names)`: the wrapped model (trained weights kept) and the names.
@@ -93,7 +94,7 @@ def prune_id_model(id_model: keras.Model, schedule, m_by_n: tuple[int, int] | No
             return layer
         pruned.append(layer.name)
         options = {"pruning_schedule": schedule}
-        if m_by_n is not None and isinstance(layer, (keras.layers.Dense, keras.layers.LSTM)):
+        if m_by_n is not None and not isinstance(layer, keras.layers.Embedding):
             options["sparsity_m_by_n"] = tuple(m_by_n)
         return tfmot.sparsity.keras.prune_low_magnitude(layer, **options)
 

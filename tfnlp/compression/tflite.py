@@ -25,8 +25,24 @@ from tfnlp.backend import keras, tf
 MODES = ("float32", "float16", "int8_dynamic", "int8_full", "int16x8")
 
 
+# (id(model), batch, length) -> (model, concrete function); `clear_traces` empties it.
+_TRACES: dict = {}
+
+
+def clear_traces() -> None:
+    """Forgets the cached traces (and so the models they hold)."""
+    _TRACES.clear()
+
+
 def concrete_function(id_model: keras.Model, batch_size: int, sequence_length: int):
-    """The model's inference function traced for one fixed `[batch_size, sequence_length]`."""
+    """The model's inference function traced for one fixed `[batch_size, sequence_length]`.
+
+    Traces are cached per model and shape: converting one model in several modes traces it
+    once (tracing a Keras LSTM is a large part of a conversion).
+    """
+    key = (id(id_model), batch_size, sequence_length)
+    if key in _TRACES and _TRACES[key][0] is id_model:
+        return _TRACES[key][1]
 
     @tf.function(input_signature=[
         tf.TensorSpec([batch_size, sequence_length], tf.int32, name="token_ids")
@@ -34,7 +50,9 @@ def concrete_function(id_model: keras.Model, batch_size: int, sequence_length: i
     def logits(token_ids):
         return {"logits": id_model(token_ids, training=False)}
 
-    return logits.get_concrete_function()
+    function = logits.get_concrete_function()
+    _TRACES[key] = (id_model, function)
+    return function
 
 
 def convert(
