@@ -29,8 +29,7 @@ def quantize_aware_model(id_model: keras.Model, preserve_sparsity: bool = False)
     """
     import tensorflow_model_optimization as tfmot
 
-    registry = tfmot.quantization.keras.default_8bit.default_8bit_quantize_registry
-    supports = registry.Default8BitQuantizeRegistry().supports
+    supports = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry().supports
     quantized, left_float = [], {}
 
     def annotate(layer):
