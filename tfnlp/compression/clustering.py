@@ -10,10 +10,12 @@ from tfnlp.backend import keras
 
 
 def cluster_id_model(id_model: keras.Model, number_of_clusters: int = 16):
-    """Wraps every layer tfmot's clustering registry supports in `ClusterWeights`.
+    """Wraps the Embedding, Dense and LSTM layers in tfmot's `ClusterWeights`.
 
-    Layers it does not support (the custom Transformer block, the Bidirectional subclass used
-    for pruning) stay as they are and are listed.
+    Only layers with a weight matrix worth clustering and no incoming padding mask are
+    wrapped (tfmot's wrapper passes Keras' mask on to layers such as LayerNormalization that
+    refuse it). The others (the custom Transformer block, the Bidirectional subclass used for
+    pruning, LayerNorm) stay as they are and are listed.
 
     Returns:
         `(model, details)` with details {"clustered": [...], "not_clustered": [...]}.
@@ -39,7 +41,8 @@ def cluster_id_model(id_model: keras.Model, number_of_clusters: int = 16):
     def wrap(layer):
         if isinstance(layer, keras.layers.InputLayer) or not layer.weights:
             return layer
-        if ClusteringRegistry.supports(layer) and type(layer).__module__.startswith("tf_keras"):
+        matrices = (keras.layers.Embedding, keras.layers.Dense, keras.layers.LSTM)
+        if type(layer) in matrices and ClusteringRegistry.supports(layer):
             clustered.append(layer.name)
             return tfmot.clustering.keras.cluster_weights(
                 layer, number_of_clusters=number_of_clusters,
