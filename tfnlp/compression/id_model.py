@@ -136,6 +136,17 @@ def build_id_model(model: keras.Model, sequence_length: int | None = None) -> ke
 
 
 def text_model(preprocessor: TextPreprocessor, id_model: keras.Model, name: str) -> keras.Model:
-    """Strings in, logits out again: the preprocessor followed by a (compressed) id model."""
+    """Strings in, logits out again: the preprocessor followed by a (compressed) id model.
+
+    The id model's layers are applied directly (not the id model as a nested layer, which
+    `tf.saved_model.save` traced wrongly with the explicit mask), sharing their weights.
+    """
     text = keras.Input(shape=(), dtype=tf.string, name="text")
-    return keras.Model(text, id_model(preprocessor(text)), name=name)
+    ids = preprocessor(text)
+    mask = PaddingMask(name="padding_mask")(ids)
+    x = ids
+    for layer in id_model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, PaddingMask)):
+            continue
+        x = layer(x, mask=mask) if takes_mask(layer) else layer(x)
+    return keras.Model(text, x, name=name)
