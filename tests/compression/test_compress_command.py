@@ -44,6 +44,8 @@ def test_report_has_every_artifact_measured(compressed):
         assert 0 < entry["gzip_bytes"] < entry["bytes"]
         assert entry["latency_ms_batch1"] > 0 and entry["throughput_batch64"] > 0
     assert {"saved_model_float32", "saved_model_pruned"} <= set(artifacts)
+    # The string-in SavedModel classifies the test split exactly as the float32 TFLite model.
+    assert artifacts["saved_model_float32"]["accuracy"] == artifacts["float32"]["accuracy"]
     # Sparsity shows as bytes once compressed; int8 is smaller than float32 on disk.
     assert artifacts["pruned"]["sparsity"] > 0.7
     assert artifacts["pruned"]["gzip_bytes"] < artifacts["float32"]["gzip_bytes"]

@@ -6,7 +6,9 @@ from tfnlp.compression.id_model import (
     PaddingMask,
     build_id_model,
     takes_mask,
+    text_model,
 )
+from tfnlp.training.trainer import preprocessor_of
 
 
 def test_id_model_matches_the_text_model(tiny_ids):
@@ -35,3 +37,12 @@ def test_id_model_refuses_models_without_preprocessor():
 def test_takes_mask():
     assert takes_mask(keras.layers.LSTM(2))
     assert not takes_mask(keras.layers.Dense(2))
+
+
+def test_text_model_is_strings_in_again(tiny_ids):
+    id_model, model, _, texts, _ = tiny_ids
+    rebuilt = text_model(preprocessor_of(model), id_model, "rebuilt")
+    assert rebuilt.input.dtype == tf.string
+    np.testing.assert_allclose(
+        rebuilt(tf.constant(texts)).numpy(), model(tf.constant(texts)).numpy(), atol=1e-5
+    )

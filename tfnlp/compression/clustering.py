@@ -73,5 +73,5 @@ def distinct_values(model: keras.Model, layer_names: list[str]) -> dict[str, int
             for weight in layer.weights:
                 base = weight.name.split("/")[-1].split(":")[0]
                 if base in ("kernel", "embeddings", "recurrent_kernel"):
-                    counts[weight.name.split(":")[0]] = int(np.unique(weight.numpy()).size)
+                    counts[f"{layer.name}/{base}"] = int(np.unique(weight.numpy()).size)
     return counts
