@@ -59,6 +59,22 @@ def explain_int8_latency(entries: dict) -> str:
         figures += f"; int8_dynamic {entries['int8_dynamic']['latency_ms_batch1']:.3f} ms"
     if "int16x8" in entries:
         figures += f"; int16x8 {entries['int16x8']['latency_ms_batch1']:.3f} ms"
+    if not loops and full["conversion"].get("unrolled") and full["ops"]["ops"].get("TANH"):
+        slower = full["latency_ms_batch1"] > float32["latency_ms_batch1"]
+        return (
+            f"Batch-1 latency ({figures}). The (Bi)LSTM was unrolled at the fixed length "
+            "(`compression.unroll_recurrent`): a masked Keras LSTM otherwise converts to TFLite "
+            "WHILE loops, which XNNPACK (TFLite's default CPU delegate) does not take and whose "
+            "full-integer calibration crashed TFLite's calibrator on this machine. Unrolled, "
+            "each time step is a chain of tiny [batch, units] FULLY_CONNECTED and element-wise "
+            "LOGISTIC/TANH/MUL/ADD ops (see `ops`). "
+            + ("With int8 activations every one of them requantizes its output and there is no "
+               "large matmul for the int8 kernels to win back, so full-integer int8 is slower "
+               "than float here: for LSTMs int8 is a size win; dynamic-range int8 (float "
+               "activations) keeps float speed at a quarter of the size."
+               if slower else
+               "Here full-integer int8 is not slower than float32.")
+        )
     if not loops:
         return (
             f"Batch-1 latency ({figures}). No recurrent loops here: the work is "
@@ -185,6 +201,7 @@ class _Artifacts:
                 id_model, mode, batch_size=batch, sequence_length=length,
                 representative_ids=self.data.representative(
                     max(c.representative_examples, batch), batch),
+                unroll=c.unroll_recurrent,
             )
             filename = "model.tflite" if batch == 1 else f"model_batch{batch}.tflite"
             _write_bytes(directory / filename, flatbuffer)

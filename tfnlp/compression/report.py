@@ -76,6 +76,8 @@ def measure_tflite(
     return {
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
+        # False where XNNPACK refused the graph and TFLite's builtin kernels ran it.
+        "xnnpack": single.xnnpack,
         "latency_ms_batch1": median_latency_ms(lambda: single.logits(example), latency_calls),
         "latency_ms_batch1_without_xnnpack": median_latency_ms(
             lambda: no_delegate.logits(example), latency_calls

@@ -55,6 +55,38 @@ def concrete_function(id_model: keras.Model, batch_size: int, sequence_length: i
     return function
 
 
+def _unrolled(layer):
+    """A fresh copy of `layer`, with every LSTM in it unrolled (others copied as they are)."""
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.RNN):
+        config["unroll"] = True
+    elif isinstance(layer, keras.layers.Bidirectional):
+        for key in ("layer", "backward_layer"):
+            if config.get(key):
+                config[key]["config"]["unroll"] = True
+    return type(layer).from_config(config)
+
+
+def unroll_recurrent_layers(id_model: keras.Model, sequence_length: int) -> keras.Model:
+    """The same model (same weights) at a fixed length, its (Bi)LSTMs unrolled.
+
+    A masked Keras LSTM converts to TFLite WHILE loops, which XNNPACK does not delegate and
+    whose full-integer calibration crashed TFLite's calibrator here. At a fixed length the
+    recurrence can be unrolled into straight-line ops instead. Models without recurrent
+    layers are returned unchanged.
+    """
+    recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+    if not any(isinstance(getattr(la, "layer", la), recurrent) for la in id_model.layers):
+        return id_model
+    import tensorflow_model_optimization as tfmot
+
+    ids = keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
+    with tfmot.quantization.keras.quantize_scope():
+        twin = keras.models.clone_model(id_model, input_tensors=ids, clone_function=_unrolled)
+    twin.set_weights(id_model.get_weights())
+    return twin
+
+
 def convert(
     id_model: keras.Model,
     mode: str,
@@ -62,6 +94,7 @@ def convert(
     batch_size: int,
     sequence_length: int,
     representative_ids: Callable[[], Iterable[np.ndarray]] | None = None,
+    unroll: bool = False,
 ) -> tuple[bytes, dict]:
     """Converts an id-level model to a TFLite flatbuffer.
 
@@ -70,6 +103,7 @@ def convert(
         mode: "float32" (no optimisation), "float16" (weights in float16), "int8_dynamic"
             (int8 weights, float activations), "int8_full" (int8 weights and activations,
             calibrated on `representative_ids`), "int16x8" (int8 weights, int16 activations).
+        unroll: unroll (Bi)LSTMs at the fixed length first (see `unroll_recurrent_layers`).
             A QAT model converted with "int8_dynamic" uses the ranges it learned.
         batch_size: the fixed batch of the input.
         sequence_length: the fixed number of token ids per example.
@@ -86,8 +120,11 @@ def convert(
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}.")
     if mode in ("int8_full", "int16x8") and representative_ids is None:
         raise ValueError(f"Mode {mode!r} needs `representative_ids` from the training split.")
+    if unroll:
+        id_model = unroll_recurrent_layers(id_model, sequence_length)
     function = concrete_function(id_model, batch_size, sequence_length)
-    details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length}
+    details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length,
+               "unrolled": unroll}
     if mode not in ("int8_full", "int16x8"):
         return _converter(function, id_model, mode, representative_ids, None).convert(), details
     ops = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -159,18 +196,32 @@ class TFLiteClassifier:
     """
 
     def __init__(self, flatbuffer: bytes, num_threads: int = 1, xnnpack: bool = True):
+        self.xnnpack = xnnpack
+        try:
+            self.interpreter = self._interpreter(flatbuffer, num_threads, xnnpack)
+        except RuntimeError:
+            # XNNPACK refuses some graphs (e.g. an unrolled full-int8 LSTM: "failed to create
+            # XNNPACK runtime"); TFLite's builtin kernels still run them.
+            if not xnnpack:
+                raise
+            self.xnnpack = False
+            self.interpreter = self._interpreter(flatbuffer, num_threads, False)
+        (self._input,) = self.interpreter.get_input_details()
+        (self._output,) = self.interpreter.get_output_details()
+        self.batch_size, self.sequence_length = (int(d) for d in self._input["shape"])
+
+    @staticmethod
+    def _interpreter(flatbuffer: bytes, num_threads: int, xnnpack: bool):
         resolver = (
             tf.lite.experimental.OpResolverType.AUTO if xnnpack
             else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
-        self.interpreter = tf.lite.Interpreter(
+        interpreter = tf.lite.Interpreter(
             model_content=flatbuffer, num_threads=num_threads,
             experimental_op_resolver_type=resolver,
         )
-        self.interpreter.allocate_tensors()
-        (self._input,) = self.interpreter.get_input_details()
-        (self._output,) = self.interpreter.get_output_details()
-        self.batch_size, self.sequence_length = (int(d) for d in self._input["shape"])
+        interpreter.allocate_tensors()
+        return interpreter
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Logits for exactly one `[batch_size, sequence_length]` batch of ids."""

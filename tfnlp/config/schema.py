@@ -146,6 +146,9 @@ class CompressionConfig:
     accuracy_budget: float = 0.01
     # Also convert with int16 activations / int8 weights (TFLite's 16x8 mode).
     int16x8: bool = True
+    # Unroll (Bi)LSTMs at the fixed length for TFLite: a masked LSTM otherwise becomes WHILE
+    # loops (no XNNPACK; full-int8 calibration crashed on them here).
+    unroll_recurrent: bool = True
 
 
 @dataclass(frozen=True)
