@@ -96,22 +96,25 @@ def takes_mask(layer: keras.layers.Layer) -> bool:
 
 
 def _compressible(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """A compressible twin of `layer` with the same config and weights (or `layer` itself)."""
+    """An independent copy of `layer` (same config; compressible twins where needed).
+
+    Always a copy: tfmot's wrappers change the layers they wrap (clustering swaps kernels,
+    pruning masks them in place), so passes must never share layers with the trained model
+    or with each other.
+    """
     if type(layer) is keras.layers.Bidirectional:
-        twin = CompressibleBidirectional.from_config(layer.get_config())
-    elif type(layer) is TransformerEncoderBlock:
-        twin = CompressibleTransformerEncoderBlock.from_config(layer.get_config())
-    else:
-        return layer
-    return twin
+        return CompressibleBidirectional.from_config(layer.get_config())
+    if type(layer) is TransformerEncoderBlock:
+        return CompressibleTransformerEncoderBlock.from_config(layer.get_config())
+    return type(layer).from_config(layer.get_config())
 
 
 def build_id_model(model: keras.Model, sequence_length: int | None = None) -> keras.Model:
     """The classifier's layers after preprocessing, rebuilt on an int32 ids input.
 
-    The returned model shares the trained weights (layers are reused, or copied into
-    compressible twins for `Bidirectional` and the Transformer block) and carries the padding
-    mask explicitly, so its logits equal the full model's on the same ids.
+    The returned model holds a copy of the trained weights in fresh layers (compressible
+    twins for `Bidirectional` and the Transformer block) and carries the padding mask
+    explicitly, so its logits equal the full model's on the same ids.
 
     Args:
         model: a trained tfnlp text classifier (strings in).
@@ -128,8 +131,7 @@ def build_id_model(model: keras.Model, sequence_length: int | None = None) -> ke
     for layer in body_layers(model):
         new = _compressible(layer)
         x = new(x, mask=mask) if takes_mask(layer) else new(x)
-        if new is not layer:
-            copies.append((layer, new))
+        copies.append((layer, new))
     for old, new in copies:
         new.set_weights(old.get_weights())
     return keras.Model(ids, x, name=f"{model.name}_ids")
