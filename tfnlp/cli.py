@@ -127,11 +127,31 @@ def _bench_lm(args) -> int:
 
 
 def _predict(args) -> int:
+    from tfnlp.compression.tflite_predictor import TFLitePredictor, is_tflite_path
     from tfnlp.serving import load_exported, predict_texts
 
-    model = load_exported(args.model_dir)
-    for row in predict_texts(model, args.texts):
+    if is_tflite_path(args.model_dir):  # a compressed .tflite (tfnlp compress)
+        rows = TFLitePredictor(args.model_dir).predict_texts(args.texts)
+    else:
+        rows = predict_texts(load_exported(args.model_dir), args.texts)
+    for row in rows:
         print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _compress(args) -> int:
+    from tfnlp.compression.pipeline import compress_run
+    from tfnlp.config import load_pipeline
+    from tfnlp.logs import configure_logging
+
+    config = load_pipeline(args.pipeline, args.set)
+    out = Path(args.out)
+    configure_logging(out / "compress.log")
+    result = compress_run(config, args.run_dir, out, source=str(args.pipeline))
+    for name, entry in result["artifacts"].items():
+        print(f"{name:24s} accuracy {entry['accuracy']:.4f}  gzip {entry['gzip_bytes']:>10,d} B  "
+              f"batch-1 {entry['latency_ms_batch1']:.3f} ms")
+    print(f"recommended: {result['recommended']}  report {out / 'compression_report.json'}")
     return 0
 
 
@@ -235,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_check.set_defaults(handler=_serve_check)
 
     predict = commands.add_parser("predict", help="classify texts with an exported SavedModel")
-    predict.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")
+    predict.add_argument("model_dir", help="saved_models/<name> (newest version) or a version, "
+                         "or a compressed .tflite (or its directory)")
     predict.add_argument("texts", nargs="+", metavar="TEXT")
     predict.set_defaults(handler=_predict)
 
@@ -250,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
     launch.set_defaults(handler=_launch)
+
+    compress = commands.add_parser(
+        "compress", help="prune, quantize and cluster a trained run; measure every artifact")
+    compress.add_argument("pipeline", help="pipeline YAML file (its compression: section)")
+    compress.add_argument("--from", dest="run_dir", required=True, metavar="RUN_DIR",
+                          help="the trained run directory (runs/<name>)")
+    with_overrides(compress)
+    compress.add_argument("--out", required=True, metavar="DIR",
+                          help="where the artifacts and compression_report.json go")
+    compress.set_defaults(handler=_compress)
 
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")

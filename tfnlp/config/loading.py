@@ -53,6 +53,15 @@ _RANGES = {
     "language_model.sequence_length": (2, None),
     "language_model.stride": (1, None),
     "language_model.keep_best": (1, None),
+    "compression.epochs": (1, None),
+    "compression.learning_rate": (1e-8, 10.0),
+    "compression.target_sparsity": (0.01, 0.99),
+    "compression.pruning_frequency": (1, None),
+    "compression.number_of_clusters": (2, 256),
+    "compression.representative_examples": (1, None),
+    "compression.latency_calls": (1, None),
+    "compression.throughput_calls": (1, None),
+    "compression.accuracy_budget": (0.0, 1.0),
 }
 
 

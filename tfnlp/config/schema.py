@@ -159,6 +159,42 @@ class LanguageModelConfig:
 
 
 @dataclass(frozen=True)
+class CompressionConfig:
+    # `tfnlp compress` passes; each fine-tunes from the trained run's best checkpoint.
+    pruning: bool = True
+    qat: bool = True
+    # Pruned model + QAT that keeps its zeros (tfmot's prune-preserving scheme).
+    pruning_preserving_qat: bool = True
+    # Off by default: on these models gzip shows little gain over pruning + int8.
+    clustering: bool = False
+    # Fine-tuning epochs per pass: pruning needs a few to recover (tfmot's guide uses 2-10).
+    epochs: int = 2
+    # Lower than training: the weights are already good, fine-tuning only adapts them.
+    learning_rate: float = 5e-4
+    # 80% keeps accuracy on most NLP models (GNMT keeps its BLEU at 80%).
+    target_sparsity: float = 0.8
+    pruning_schedule: Literal["polynomial_decay", "constant"] = "polynomial_decay"
+    # Steps between mask updates; None derives ~10 updates from the fine-tuning length.
+    pruning_frequency: int | None = None
+    # e.g. [2, 4]: structured 2:4 sparsity on Dense/LSTM kernels (fixed 50%).
+    m_by_n: list[int] | None = None
+    number_of_clusters: int = 16
+    # Training examples that calibrate full-integer int8 (TFLite's guide: ~100-500).
+    representative_examples: int = 256
+    # Batch-1 latency is the median of this many interpreter calls.
+    latency_calls: int = 200
+    # Batch-64 calls timed for throughput.
+    throughput_calls: int = 20
+    # The recommended artifact may lose at most this much test accuracy (0.01 = 1 point).
+    accuracy_budget: float = 0.01
+    # Also convert with int16 activations / int8 weights (TFLite's 16x8 mode).
+    int16x8: bool = True
+    # Unroll (Bi)LSTMs at the fixed length for TFLite: a masked LSTM otherwise becomes WHILE
+    # loops (no XNNPACK; full-int8 calibration crashed on them here).
+    unroll_recurrent: bool = True
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str
     task: Literal["classification", "language_model"] = "classification"
@@ -171,3 +207,4 @@ class PipelineConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)

@@ -1,0 +1,1 @@
+"""Model compression: tfmot pruning, QAT and clustering; TFLite post-training quantization."""

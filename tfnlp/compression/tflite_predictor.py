@@ -1,0 +1,82 @@
+"""Classifying raw texts with a compressed `.tflite` model (what `tfnlp predict` does for one).
+
+The `.tflite` takes token ids; the vocabulary and `preprocessing.json` written beside it by
+`tfnlp compress` rebuild the very `TextPreprocessor` the model was trained with, so the ids
+match training exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPEC_FILE = "preprocessing.json"
+
+
+def is_tflite_path(path: str | Path) -> bool:
+    """A `.tflite` file, or a directory holding `model.tflite` and its preprocessing spec."""
+    path = Path(path)
+    return path.suffix == ".tflite" or (path / "model.tflite").is_file()
+
+
+class TFLitePredictor:
+    """A `.tflite` classifier plus its preprocessing: strings in, labels and probabilities out.
+
+    Args:
+        path: the `.tflite` file, or its directory (then `model.tflite` is used).
+
+    Raises:
+        FileNotFoundError: the model, `vocab.txt` or `preprocessing.json` is missing.
+    """
+
+    def __init__(self, path: str | Path):
+        from tfnlp.compression.tflite import TFLiteClassifier
+        from tfnlp.preprocessing.layer import TextPreprocessor
+
+        path = Path(path)
+        model_file = path if path.suffix == ".tflite" else path / "model.tflite"
+        spec_file = model_file.parent / SPEC_FILE
+        for required in (model_file, spec_file):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    f"{required}: missing; a .tflite needs the {SPEC_FILE} and vocab.txt that "
+                    "`tfnlp compress` writes beside it."
+                )
+        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+        vocabulary_file = model_file.parent / spec["vocabulary_file"]
+        vocabulary = vocabulary_file.read_text(encoding="utf-8").splitlines()
+        self.labels = list(spec["labels"])
+        self.preprocessor = TextPreprocessor(vocabulary, **spec["preprocessor"])
+        self.classifier = TFLiteClassifier(model_file.read_bytes())
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Softmax probabilities `[len(texts), labels]`."""
+        from tfnlp.backend import tf
+
+        ids = np.zeros((len(texts), self.classifier.sequence_length), np.int32)
+        if texts:
+            tokens = self.preprocessor(tf.constant(list(texts))).numpy()
+            ids[:, : tokens.shape[1]] = tokens
+        rows = []
+        for start in range(0, len(texts), self.classifier.batch_size):
+            chunk = ids[start:start + self.classifier.batch_size]
+            padded = np.zeros((self.classifier.batch_size, ids.shape[1]), np.int32)
+            padded[: len(chunk)] = chunk
+            rows.append(self.classifier.logits(padded)[: len(chunk)])
+        logits = np.concatenate(rows) if rows else np.zeros([0, len(self.labels)], np.float32)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def predict_texts(self, texts: list[str]) -> list[dict]:
+        """The same rows as `tfnlp.serving.predict_texts`: text, label, probabilities."""
+        probabilities = self.probabilities(texts)
+        return [
+            {
+                "text": text,
+                "label": self.labels[int(np.argmax(row))],
+                "probabilities": {n: round(float(p), 6) for n, p in zip(self.labels, row)},
+            }
+            for text, row in zip(texts, probabilities)
+        ]
