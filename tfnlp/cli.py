@@ -36,7 +36,8 @@ def _train(args) -> int:
         return 0
     test = result.metrics["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-          f"run {result.run_dir}" + (f"  export {result.export_path}" if result.export_path else ""))
+          f"run {result.run_dir}"
+          + (f"  export {result.export_path}" if result.export_path else ""))
     return 0
 
 
@@ -160,7 +161,8 @@ def _validate(args) -> int:
 
     for pipeline in args.pipelines:
         config = load_pipeline(pipeline, args.set)
-        print(f"{pipeline}: ok ({config.task}, model {config.model.name}, data {config.data.source})")
+        print(f"{pipeline}: ok ({config.task}, model {config.model.name}, "
+              f"data {config.data.source})")
     return 0
 
 
@@ -318,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_lm.add_argument("pipeline", nargs="?", default="pipelines/tweets_lm.yaml",
                           help="pipeline whose model sizes are measured (default tweets_lm)")
     with_overrides(bench_lm)
-    bench_lm.add_argument("--out", default="runs/bench/lm", help="output directory (default runs/bench/lm)")
+    bench_lm.add_argument("--out", default="runs/bench/lm",
+                          help="output directory (default runs/bench/lm)")
     bench_lm.add_argument("--steps", type=int, default=20, help="timed training steps")
     bench_lm.add_argument("--max-tokens", type=int, default=64, help="tokens generated per run")
     bench_lm.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32],

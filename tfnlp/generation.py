@@ -255,9 +255,9 @@ def export_language_model(
     Raises:
         ValueError: a bad name or version, or an explicit version that already exists.
     """
-    from tfnlp.export.saved_model import _publish, check_model_name
+    from tfnlp.export.saved_model import _publish, model_directory
 
-    model_dir = Path(export_root) / check_model_name(name)
+    model_dir = model_directory(export_root, name)
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
     try:

@@ -40,10 +40,13 @@ def test_round_trip_through_plain_data():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("name: x\ntrain:\n  epoch: 3\n", r"unknown key `train.epoch`. Did you mean `train.epochs`"),
-        ("name: x\ntrain:\n  epochs: three\n", r"`train.epochs` must be an integer. Received: train.epochs='three'"),
+        ("name: x\ntrain:\n  epoch: 3\n",
+         r"unknown key `train.epoch`. Did you mean `train.epochs`"),
+        ("name: x\ntrain:\n  epochs: three\n",
+         r"`train.epochs` must be an integer. Received: train.epochs='three'"),
         ("name: x\ntrain:\n  epochs: 0\n", r"`train.epochs` must be >= 1"),
-        ("name: x\nmodel:\n  name: gru\n", r"`model.name` must be one of 'lstm', 'bilstm', 'transformer'"),
+        ("name: x\nmodel:\n  name: gru\n",
+         r"`model.name` must be one of 'lstm', 'bilstm', 'transformer'"),
         ("name: x\nmodel:\n  dropout: 1.5\n", r"`model.dropout` must be between 0.0 and 0.99"),
         ("name: x\ndata: [1, 2]\n", r"`data` must be a mapping"),
         ("name: x\nmodle:\n  name: lstm\n", r"Did you mean `model`"),

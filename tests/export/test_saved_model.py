@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import run_cli, run_python
 from tfnlp.backend import tf
 from tfnlp.export import check_model_name, existing_versions, export_saved_model, latest_version
+from tfnlp.export.saved_model import model_directory
 
 TEXTS = ["I love this car :)", "worst traffic ever", "我爱北京天安门", "😀😀😀", "",
          "x" * 100_000]
@@ -97,6 +98,20 @@ def test_versions_increment_and_partial_exports_are_invisible(tiny_run, tmp_path
 def test_model_names_cannot_escape_the_export_root(name):
     with pytest.raises(ValueError, match="`export.name` must be"):
         check_model_name(name)
+
+
+def test_a_model_symlink_leading_out_of_the_root_is_refused(tiny_run, tmp_path):
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    outside.mkdir()
+    root.mkdir()
+    (root / "m").symlink_to(outside)
+    labels = json.loads((tiny_run.run_dir / "labels.json").read_text())
+    with pytest.raises(ValueError, match="symlink .* outside the export root"):
+        export_saved_model(tiny_run.model, labels, root, "m")
+    assert list(outside.iterdir()) == []
+    (root / "inside").mkdir()
+    (root / "n").symlink_to(root / "inside")  # a link that stays in the root is fine
+    assert model_directory(root, "n") == root / "n"
 
 
 def test_cli_predict_prints_labels_for_any_text(tiny_run):

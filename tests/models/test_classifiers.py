@@ -65,7 +65,8 @@ def test_functional_model_saves_and_safe_loads(preprocessor, tmp_path):
 
 def test_custom_layers_config_round_trip():
     block = TransformerEncoderBlock(num_heads=2, ff_dim=8, dropout=0.2)
-    assert TransformerEncoderBlock.from_config(block.get_config()).get_config() == block.get_config()
+    config = block.get_config()
+    assert TransformerEncoderBlock.from_config(config).get_config() == config
     position = PositionEmbedding(sequence_length=5)
     assert PositionEmbedding.from_config(position.get_config()).sequence_length == 5
 

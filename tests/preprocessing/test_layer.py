@@ -125,7 +125,8 @@ def test_vocabulary_learning():
     [
         ({"vocabulary": ["a", "b"]}, r"`vocabulary` must start with \['\[PAD\]', '\[UNK\]'\]"),
         ({"vocabulary": RESERVED_TOKENS, "tokenizer": "bpe"}, "`tokenizer` must be one of"),
-        ({"vocabulary": RESERVED_TOKENS, "sequence_length": 0}, "`sequence_length` must be a positive"),
+        ({"vocabulary": RESERVED_TOKENS, "sequence_length": 0},
+         "`sequence_length` must be a positive"),
     ],
 )
 def test_invalid_arguments(kwargs, message):

@@ -89,7 +89,9 @@ def load_pipeline(path: str | Path, overrides: typing.Sequence[str] = ()) -> Pip
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {error}") from None
+        raise ConfigError(
+            f"{path}: not valid YAML (only plain YAML is accepted): {error}"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

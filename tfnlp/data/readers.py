@@ -69,8 +69,9 @@ def decode_leniently(raw: bytes) -> tuple[str, int]:
 
 def _infer_format(path: Path) -> str:
     suffixes = "".join(path.suffixes).lower()
-    for ending, format in ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"),
-                           (".json", "jsonl"), (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord")):
+    endings = ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"),
+               (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord"))
+    for ending, format in endings:
         if suffixes.endswith(ending) or path.suffix.lower() == ending:
             return format
     raise DataError(

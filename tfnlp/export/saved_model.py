@@ -124,6 +124,23 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def model_directory(export_root: str | Path, name: str) -> Path:
+    """`<export_root>/<name>`, refusing unsafe names and symlinks that lead out of the root.
+
+    Raises:
+        ValueError: the name is not one safe path component, or the model directory is a
+            symlink resolving outside `export_root` (an export must not write elsewhere).
+    """
+    root = Path(export_root)
+    model_dir = root / check_model_name(name)
+    if model_dir.is_symlink() and not model_dir.resolve().is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{model_dir} is a symlink to {model_dir.resolve()}, outside the export root "
+            f"{root}; remove the link or choose another `export.name`."
+        )
+    return model_dir
+
+
 def existing_versions(model_dir: Path) -> list[int]:
     """The integer version directories under `model_dir`, ascending."""
     if not model_dir.is_dir():
@@ -179,7 +196,7 @@ def export_saved_model(
         raise ValueError(
             f"`export.keep` must be a positive integer or null. Received: export.keep={keep!r}."
         )
-    model_dir = Path(export_root) / check_model_name(name)
+    model_dir = model_directory(export_root, name)
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
     try:

@@ -51,4 +51,6 @@ def learn_vocabulary(
             max_unique_chars=2000,
         )
         return list(vocab)
-    raise ValueError(f"`tokenizer` must be 'word' or 'wordpiece'. Received: tokenizer={tokenizer!r}.")
+    raise ValueError(
+        f"`tokenizer` must be 'word' or 'wordpiece'. Received: tokenizer={tokenizer!r}."
+    )
