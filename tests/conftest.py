@@ -55,6 +55,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_run")
     config = load_pipeline(
         REPO / "pipelines" / "tweets_bilstm.yaml",
-        TINY_OVERRIDES + [f"export.dir={root / 'saved_models'}"],
+        # Bucketing on (the recurrent default), though the full default pipeline turns it off.
+        TINY_OVERRIDES + ["train.length_bucketing=true", f"export.dir={root / 'saved_models'}"],
     )
     return train_pipeline(config, root / "run")
