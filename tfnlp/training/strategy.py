@@ -88,13 +88,18 @@ def _communication(name: str):
     return tf.distribute.experimental.CommunicationOptions(implementation=implementation)
 
 
-def _mirrored_cross_device_ops(name: str):
+def _mirrored_cross_device_ops(name: str, devices: list[str] | None):
     # One host has no ring collectives; "ring" means "no NCCL": reduce through one device.
     if name == "nccl":
         return tf.distribute.NcclAllReduce()
     if name == "ring":
         return tf.distribute.ReductionToOneDevice()
-    return None  # TensorFlow's choice: NCCL between GPUs, reduce-to-one otherwise
+    if devices and all("CPU" in device.upper() for device in devices):
+        # CPU replicas share one memory: collectives gain nothing there, and their instance
+        # keys clash between strategies created in one process ("Shape mismatch in the
+        # collective instance"), so reduce through one device.
+        return tf.distribute.ReductionToOneDevice()
+    return None  # TensorFlow's choice: NCCL between GPUs
 
 
 def _tpu_strategy(target: str | None) -> tf.distribute.Strategy:
@@ -169,7 +174,7 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
         if devices is None and config.cpu_replicas and not tf.config.list_logical_devices("GPU"):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(
-            devices, cross_device_ops=_mirrored_cross_device_ops(config.communication)
+            devices, cross_device_ops=_mirrored_cross_device_ops(config.communication, devices)
         )
         return strategy, (f"{reason}: mirrored over {strategy.num_replicas_in_sync} replica(s), "
                           f"communication {config.communication}")
