@@ -1,13 +1,10 @@
-"""Measuring helpers shared by the benchmarks: peak memory, epoch timing, bar charts."""
+"""Measuring helpers shared by the benchmarks: peak memory, JSON, bar charts."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-
-from tfnlp.backend import keras
 
 
 def reset_peak_rss() -> bool:
@@ -28,33 +25,6 @@ def peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Training seconds of each epoch, validation excluded (the first includes tracing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.train_seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._test_seconds = 0.0
-
-    def on_test_begin(self, logs=None):
-        self._test_start = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self._test_seconds += time.perf_counter() - self._test_start
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.train_seconds.append(time.perf_counter() - self._start - self._test_seconds)
-
-    @property
-    def steady_epoch_seconds(self) -> float:
-        """The fastest epoch after the first (graph tracing), or the only one."""
-        later = self.train_seconds[1:] or self.train_seconds
-        return min(later) if later else float("nan")
 
 
 def write_json(path: Path, data: dict) -> Path:

@@ -23,7 +23,6 @@ import numpy as np
 
 from tfnlp.backend import keras, tf
 from tfnlp.bench.measure import (
-    EpochTimer,
     bar_chart,
     machine_summary,
     peak_rss_mb,
@@ -34,6 +33,7 @@ from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import build_dataset, encode_labels, load_examples, split_examples
 from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, token_lengths
 from tfnlp.preprocessing import TextPreprocessor
+from tfnlp.training.callbacks import EpochTimer
 from tfnlp.training.input_pipeline import tokenize_in_dataset
 from tfnlp.training.trainer import preprocessor_options, train_pipeline
 

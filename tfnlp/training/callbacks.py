@@ -11,16 +11,11 @@ from tfnlp.backend import keras
 logger = logging.getLogger("tfnlp")
 
 
-class EpochSummary(keras.callbacks.Callback):
-    """Logs one line per epoch and measures training throughput (validation time excluded).
+class EpochTimer(keras.callbacks.Callback):
+    """Training seconds of each epoch, validation excluded (the first includes tracing)."""
 
-    Args:
-        examples_per_epoch: training examples in one epoch (for examples/s).
-    """
-
-    def __init__(self, examples_per_epoch: int):
+    def __init__(self):
         super().__init__()
-        self.examples_per_epoch = examples_per_epoch
         self.train_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -34,8 +29,29 @@ class EpochSummary(keras.callbacks.Callback):
         self._test_seconds += time.perf_counter() - self._test_start
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start - self._test_seconds
-        self.train_seconds.append(seconds)
+        self.train_seconds.append(time.perf_counter() - self._start - self._test_seconds)
+
+    @property
+    def steady_epoch_seconds(self) -> float:
+        """The fastest epoch after the first (graph tracing), or the only one."""
+        later = self.train_seconds[1:] or self.train_seconds
+        return min(later) if later else float("nan")
+
+
+class EpochSummary(EpochTimer):
+    """Logs one line per epoch and measures training throughput (validation time excluded).
+
+    Args:
+        examples_per_epoch: training examples in one epoch (for examples/s).
+    """
+
+    def __init__(self, examples_per_epoch: int):
+        super().__init__()
+        self.examples_per_epoch = examples_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        seconds = self.train_seconds[-1]
         values = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
         logger.info(
             "epoch %d/%d: %s (%.1f s, %.0f examples/s)", epoch + 1, self.params["epochs"],
