@@ -7,6 +7,7 @@ arguments, `worker_callbacks` for the callbacks, and `finish_worker` on non-chie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -119,7 +120,14 @@ def worker_callbacks(
     return callbacks
 
 
-def finish_worker(role: TaskRole, write_dir: Path) -> None:
-    """Removes a non-chief worker's temporary directory once training has ended."""
+def finish_worker(role: TaskRole, write_dir: Path, backup_dir: Path) -> None:
+    """Removes a non-chief worker's temporary directories once training has ended.
+
+    Keras keeps a non-chief's backup in `<backup_dir>/workertemp_<id>`; when that is removed
+    after the chief has already dropped `backup_dir`, the directory is left behind empty.
+    """
     shutil.rmtree(write_dir, ignore_errors=True)
+    shutil.rmtree(role.write_dir(backup_dir), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        backup_dir.rmdir()  # only when empty: the chief may still be writing to it
     logger.info("%s: done; the chief writes the checkpoint, export and metrics", role.task)

@@ -220,7 +220,7 @@ def train_pipeline(
             "`precision.policy: float32`."
         )
     if not role.is_chief:
-        finish_worker(role, run.path)
+        finish_worker(role, run.path, RunDirectory(shared_run_dir).backup_dir)
         return TrainingResult(model, {}, run.path, None)
     # BackupAndRestore empties its directory when training ends; drop the husk too.
     shutil.rmtree(run.backup_dir, ignore_errors=True)
