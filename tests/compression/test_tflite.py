@@ -51,6 +51,18 @@ def test_full_integer_model_holds_int8_tensors(converted):
     assert predictions.shape == (3,) and set(predictions) <= {0, 1, 2}
 
 
+def test_stripping_names_keeps_the_model_and_its_signature(converted, tiny_ids):
+    _, _, ids, _, _ = tiny_ids
+    float32 = converted[0]
+    stripped = tflite.strip_tensor_names(float32)
+    assert len(stripped) < len(float32)
+    interpreter = tflite.tf.lite.Interpreter(model_content=stripped)
+    assert not any(t["name"] for t in interpreter.get_tensor_details())
+    assert list(interpreter.get_signature_list()) == ["serving_default"]
+    np.testing.assert_array_equal(tflite.TFLiteClassifier(stripped).logits(ids[:1]),
+                                  tflite.TFLiteClassifier(float32).logits(ids[:1]))
+
+
 def test_unknown_mode_and_missing_calibration_are_refused(tiny_ids):
     id_model, *_ = tiny_ids
     with pytest.raises(ValueError, match="mode"):

@@ -121,7 +121,7 @@ def test_warmup_requests_hold_real_validation_texts(tiny_run):
 def test_op_report_separates_core_and_tensorflow_text(tiny_run, portable_export):
     report = check_ops(tiny_run.export_path)
     assert report.servable and not report.portable
-    assert {"FastWordpieceTokenizeWithOffsets", "RegexSplitWithOffsets", "CaseFoldUTF8"} <= set(
+    assert {"FastWordpieceTokenizeWithOffsets", "CaseFoldUTF8"} <= set(
         report.by_provider(TEXT))
     # StaticRegexReplace normalises; ParseExampleV2 is the classify signature's parser.
     assert {"StaticRegexReplace", "ParseExampleV2", "Softmax"} <= set(report.by_provider(CORE))

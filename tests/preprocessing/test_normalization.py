@@ -1,7 +1,12 @@
 import pytest
+import tensorflow_text as tf_text
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tfnlp.backend import tf
 from tfnlp.preprocessing import normalize_text, split_words
+from tfnlp.preprocessing.normalization import _WHITESPACE_RUN, repair_utf8
+from tfnlp.preprocessing.pretokenization import _KEPT, _LEADING_APOSTROPHE, _TRAILING_APOSTROPHE
 
 
 def normalize(text, **options):
@@ -84,3 +89,37 @@ def test_emoticons_match_nltk_tweet_tokenizer_on_real_tweets():
                 checked += 1
                 assert emoticon in tokens, (tweet, emoticon, tokens)
     assert checked >= 20
+
+
+# The fast paths must compute exactly what the plain ops compute: these pin the equivalences.
+_BYTES = st.binary(max_size=24).map(
+    lambda b: b.replace(b"a", b"\xed\xa0").replace(b"b", b"\xf4\x90").replace(b"c", b" \t")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_BYTES, min_size=1, max_size=8))
+def test_repair_utf8_equals_unicode_transcode(texts):
+    texts = tf.constant(texts)
+    expected = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
+    assert repair_utf8(texts).numpy().tolist() == expected.numpy().tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=" \t\n\f\r\x0bab", max_size=12), min_size=1, max_size=8))
+def test_whitespace_run_rewrite_equals_collapsing_every_run(texts):
+    texts = tf.constant(texts)
+    expected = tf.strings.regex_replace(texts, r"\s+", " ")
+    fast = tf.strings.regex_replace(texts, _WHITESPACE_RUN, " ")
+    assert fast.numpy().tolist() == expected.numpy().tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=" ab'\":;()-=<3.!😀我", max_size=16), min_size=1, max_size=8))
+def test_split_words_equals_regex_split_with_kept_delimiters(texts):
+    texts = tf.constant(texts)
+    spaced = tf.strings.regex_replace(texts, _LEADING_APOSTROPHE, r"\1 ")
+    spaced = tf.strings.regex_replace(spaced, _TRAILING_APOSTROPHE, r" \1")
+    expected = tf_text.regex_split(
+        spaced, delim_regex_pattern=rf"\s+|{_KEPT}", keep_delim_regex_pattern=_KEPT)
+    assert split_words(texts).to_list() == expected.to_list()

@@ -50,15 +50,16 @@ def explain_int8_latency(entries: dict) -> str:
     if not float32 or not full:
         return ""
     loops = full["ops"]["ops"].get("WHILE", 0)
-    figures = (
-        f"float32 {float32['latency_ms_batch1']:.3f} ms with XNNPACK / "
-        f"{float32['latency_ms_batch1_without_xnnpack']:.3f} ms without; int8_full "
-        f"{full['latency_ms_batch1']:.3f} / {full['latency_ms_batch1_without_xnnpack']:.3f} ms"
-    )
-    if "int8_dynamic" in entries:
-        figures += f"; int8_dynamic {entries['int8_dynamic']['latency_ms_batch1']:.3f} ms"
-    if "int16x8" in entries:
-        figures += f"; int16x8 {entries['int16x8']['latency_ms_batch1']:.3f} ms"
+
+    def timings(name: str) -> str:
+        entry = entries[name]
+        with_delegate = entry["latency_ms_batch1_xnnpack"]
+        return (f"{name} {with_delegate:.3f} ms with XNNPACK / " if with_delegate is not None
+                else f"{name} (XNNPACK refused) ") + (
+            f"{entry['latency_ms_batch1_builtin']:.3f} ms builtin kernels")
+
+    figures = "; ".join(timings(name) for name in
+                        ("float32", "int8_dynamic", "int8_full", "int16x8") if name in entries)
     if not loops and full["conversion"].get("unrolled") and full["ops"]["ops"].get("TANH"):
         slower = full["latency_ms_batch1"] > float32["latency_ms_batch1"]
         return (
@@ -201,7 +202,7 @@ class _Artifacts:
                 id_model, mode, batch_size=batch, sequence_length=length,
                 representative_ids=self.data.representative(
                     max(c.representative_examples, batch), batch),
-                unroll=c.unroll_recurrent,
+                unroll=c.unroll_recurrent, strip_names=c.strip_tensor_names,
             )
             filename = "model.tflite" if batch == 1 else f"model_batch{batch}.tflite"
             _write_bytes(directory / filename, flatbuffer)
@@ -376,6 +377,18 @@ def compress_run(config: PipelineConfig, run_dir: str | Path, out_dir: str | Pat
     explanation = explain_int8_latency(entries)
     if explanation:
         notes.append(explanation)
+    for name, qat_pass in (("qat_int8", "qat"), ("pruned_qat_int8", "pruning_preserving_qat")):
+        if name in entries and entries[name]["bytes"] > 0.9 * entries["float32"]["bytes"]:
+            quantized = ", ".join(passes[qat_pass]["quantized"])
+            notes.append(
+                f"{name} is about float32's size: tfmot 0.8 can annotate only the layers its "
+                f"8-bit scheme supports ({quantized}), and once a graph holds fake-quant ops "
+                "the TFLite converter quantizes only those, leaving the Embedding and "
+                "recurrent/attention weights in float32. Annotating the Embedding is not "
+                "possible either: tfmot puts a QuantizeLayer on its int32 token ids. "
+                "Post-training quantization is the size win here."
+            )
+            break
     notes.append(
         "TFLite models take int32 token ids [batch, sequence_length] (0 = padding); the "
         "vocabulary and preprocessing spec sit beside each .tflite (tensorflow-text ops are "
@@ -383,7 +396,9 @@ def compress_run(config: PipelineConfig, run_dir: str | Path, out_dir: str | Pat
         "string ops out of XNNPACK). SavedModel rows include preprocessing (strings in)."
     )
     notes.append(
-        "Latency: median of batch-1 interpreter calls, 1 thread; throughput: batch-64 calls. "
+        "Latency: median of batch-1 interpreter calls, 1 thread, each artifact on the faster "
+        "of XNNPACK and TFLite's builtin kernels (column `kernels`); throughput: batch-64 "
+        "calls on the same kernels. "
         "Figures from a busy machine are not comparable; see `machine`."
     )
     result = {

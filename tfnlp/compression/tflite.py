@@ -95,6 +95,7 @@ def convert(
     sequence_length: int,
     representative_ids: Callable[[], Iterable[np.ndarray]] | None = None,
     unroll: bool = False,
+    strip_names: bool = False,
 ) -> tuple[bytes, dict]:
     """Converts an id-level model to a TFLite flatbuffer.
 
@@ -109,6 +110,7 @@ def convert(
         sequence_length: the fixed number of token ids per example.
         representative_ids: a callable yielding int32 `[batch_size, sequence_length]` arrays
             from the training split (required by "int8_full" and "int16x8").
+        strip_names: drop tensor/subgraph names (see `strip_tensor_names`).
 
     Returns:
         `(flatbuffer, details)`, details saying which op sets the converter was given.
@@ -124,21 +126,43 @@ def convert(
         id_model = unroll_recurrent_layers(id_model, sequence_length)
     function = concrete_function(id_model, batch_size, sequence_length)
     details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length,
-               "unrolled": unroll}
+               "unrolled": unroll, "names_stripped": strip_names}
+    flatbuffer = _convert(function, id_model, mode, representative_ids, details)
+    return (strip_tensor_names(flatbuffer) if strip_names else flatbuffer), details
+
+
+def strip_tensor_names(flatbuffer: bytes) -> bytes:
+    """The model without tensor names (debug text; ~160 kB in an unrolled BiLSTM).
+
+    The interpreter finds inputs and outputs by index or by signature, and signatures map
+    their own names to tensor indices, so they keep working. (TFLite's `strip_strings` would
+    also drop the signatures.)
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.name = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _convert(function, id_model, mode, representative_ids, details) -> bytes:
+    """One conversion; integer modes fall back to float kernels for ops without int ones."""
     if mode not in ("int8_full", "int16x8"):
-        return _converter(function, id_model, mode, representative_ids, None).convert(), details
+        return _converter(function, id_model, mode, representative_ids, None).convert()
     ops = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
            if mode == "int16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
     details["supported_ops"] = ops.name
     try:
-        return _converter(function, id_model, mode, representative_ids, [ops]).convert(), details
+        return _converter(function, id_model, mode, representative_ids, [ops]).convert()
     except Exception as error:  # some ops have no integer kernel: let those stay in float
         details["strict_integer_failed"] = str(error).strip().splitlines()[0][:300]
     details["supported_ops"] = f"{ops.name}+TFLITE_BUILTINS"
     converter = _converter(
         function, id_model, mode, representative_ids, [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
     )
-    return converter.convert(), details
+    return converter.convert()
 
 
 def _converter(function, id_model, mode, representative_ids, supported_ops):

@@ -192,6 +192,9 @@ class CompressionConfig:
     # Unroll (Bi)LSTMs at the fixed length for TFLite: a masked LSTM otherwise becomes WHILE
     # loops (no XNNPACK; full-int8 calibration crashed on them here).
     unroll_recurrent: bool = True
+    # Drop tensor names from every .tflite: debug text (~160 kB in an unrolled BiLSTM) that
+    # no interpreter needs; signatures keep working.
+    strip_tensor_names: bool = True
 
 
 @dataclass(frozen=True)

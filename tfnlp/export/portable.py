@@ -1,7 +1,7 @@
 """Preprocessing from TensorFlow core ops only, for exports any TensorFlow runtime can load.
 
 `export.portable: true` replaces the model's `TextPreprocessor` (which uses tensorflow-text's
-normalisation, regex-split and FastWordpiece ops) in the exported graph with this module:
+normalisation and FastWordpiece ops) in the exported graph with this module:
 
 - normalisation: the same steps and regular expressions, except that Unicode NFKC and case
   folding (tensorflow-text only) become `tf.strings.lower(encoding="utf-8")`. So the two differ
@@ -18,16 +18,8 @@ from __future__ import annotations
 
 from tfnlp.backend import tf
 from tfnlp.preprocessing.layer import _BYTES_PER_TOKEN, TextPreprocessor
-from tfnlp.preprocessing.normalization import (
-    _APOSTROPHES,
-    _MENTION,
-    _NUMBER,
-    _URL,
-    NUMBER_TOKEN,
-    URL_TOKEN,
-    USER_TOKEN,
-)
-from tfnlp.preprocessing.pretokenization import _KEPT, _LEADING_APOSTROPHE, _TRAILING_APOSTROPHE
+from tfnlp.preprocessing.normalization import normalize_text
+from tfnlp.preprocessing.pretokenization import split_words
 from tfnlp.preprocessing.vocabulary import UNK_TOKEN
 
 SUFFIX_INDICATOR = "##"
@@ -78,30 +70,15 @@ class PortablePreprocessor(tf.Module):
 
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:
         """`normalize_text` with lower-casing in place of NFKC / case folding."""
-        texts = tf.strings.substr(texts, 0, self.sequence_length * _BYTES_PER_TOKEN, unit="BYTE")
-        texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
-        texts = tf.strings.regex_replace(texts, r"\s+", " ")
-        texts = tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}]+", "")
-        if self.lowercase:
-            texts = tf.strings.lower(texts, encoding="utf-8")
-        texts = tf.strings.regex_replace(texts, _APOSTROPHES, "'")
-        if self.replace_urls:
-            texts = tf.strings.regex_replace(texts, _URL, f" {URL_TOKEN} ")
-        if self.replace_mentions:
-            texts = tf.strings.regex_replace(texts, _MENTION, f" {USER_TOKEN} ")
-        texts = tf.strings.regex_replace(texts, "<3+", " \u2665 ")
-        if self.replace_numbers:
-            for _ in range(2):
-                texts = tf.strings.regex_replace(texts, _NUMBER, rf"\1 {NUMBER_TOKEN} \3")
-        texts = tf.strings.regex_replace(texts, r"\s+", " ")
-        return tf.strings.strip(texts)
+        return normalize_text(
+            texts, lowercase=self.lowercase, replace_urls=self.replace_urls,
+            replace_mentions=self.replace_mentions, replace_numbers=self.replace_numbers,
+            max_bytes=self.sequence_length * _BYTES_PER_TOKEN, unicode_normalization=False,
+        )
 
     def split_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        """`split_words` (+ stop words): kept delimiters padded with spaces, split on spaces."""
-        texts = tf.strings.regex_replace(self.normalize(texts), _LEADING_APOSTROPHE, r"\1 ")
-        texts = tf.strings.regex_replace(texts, _TRAILING_APOSTROPHE, r" \1")
-        texts = tf.strings.regex_replace(texts, _KEPT, r" \0 ")
-        words = tf.strings.split(texts)
+        """`split_words` (+ stop words), on the core-op normalisation."""
+        words = split_words(self.normalize(texts))
         if self._stopword_table is not None:
             keep = tf.equal(self._stopword_table.lookup(words), 0)
             words = tf.ragged.boolean_mask(words, keep)
