@@ -46,6 +46,29 @@ class CompressibleBidirectional(keras.layers.Bidirectional):
         )
 
 
+# The score given to masked-out attention positions before the softmax. Keras adds -1e9,
+# which full-integer quantization cannot represent: the softmax input's int8 scale became
+# ~4e6 and every real score rounded to the same value (attention turned uniform). e^-30 is
+# still nothing next to any real key's weight.
+MASKED_SCORE = -30.0
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class QuantizableMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """`MultiHeadAttention` that sets masked scores to `MASKED_SCORE` instead of adding -1e9."""
+
+    def _masked_softmax(self, attention_scores, attention_mask=None):
+        if attention_mask is not None:
+            # [batch, queries, keys] -> [batch, 1 (heads), queries, keys], as Keras does.
+            for _ in range(len(attention_scores.shape) - len(attention_mask.shape)):
+                attention_mask = tf.expand_dims(
+                    attention_mask, axis=-len(self._attention_axes) * 2 - 1)
+            attention_scores = tf.where(
+                tf.cast(attention_mask, tf.bool), attention_scores,
+                tf.constant(MASKED_SCORE, attention_scores.dtype))
+        return self._softmax(attention_scores)
+
+
 @keras.saving.register_keras_serializable(package="tfnlp")
 class CompressibleTransformerEncoderBlock(TransformerEncoderBlock):
     """`TransformerEncoderBlock` whose attention and feed-forward kernels tfmot can prune.
@@ -53,7 +76,8 @@ class CompressibleTransformerEncoderBlock(TransformerEncoderBlock):
     Rather than wrapping each sub-layer (they are created inside `build`, out of tfmot's
     reach), the block implements tfmot's `PrunableLayer` interface: the prunable weights are
     the query/key/value/output projection kernels and the two feed-forward kernels. Biases and
-    LayerNorm parameters stay dense (they are tiny and pruning them hurts accuracy).
+    LayerNorm parameters stay dense (they are tiny and pruning them hurts accuracy). Its
+    attention masks with a bounded score, so that it survives full-integer quantization.
     """
 
     def get_prunable_weights(self):
@@ -63,6 +87,31 @@ class CompressibleTransformerEncoderBlock(TransformerEncoderBlock):
             attention._output_dense,
         ]
         return [p.kernel for p in projections] + [self.ff_hidden.kernel, self.ff_output.kernel]
+
+    attention_class = QuantizableMultiHeadAttention
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class ReciprocalMeanPooling(keras.layers.GlobalAveragePooling1D):
+    """Masked mean over time computed as sum × 1/count, with 1/count looked up, not divided.
+
+    TFLite's int8 DIV kernel checks the divisor's raw int8 value for zero, and the quantized
+    token count has raw value 0 at one length (~23 tokens for the tweets), so a full-integer
+    model with Keras' `GlobalAveragePooling1D` crashes on those inputs, with or without
+    XNNPACK. At a fixed length the reciprocals 1/0..1/L are a constant table (1/0 taken as
+    0: an all-padding row pools to zeros), and GATHER + MUL quantize safely.
+    """
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            mask = tf.ones(tf.shape(inputs)[:2], tf.bool)
+        total = tf.reduce_sum(inputs * tf.cast(mask, inputs.dtype)[..., None], axis=1)
+        count = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        length = inputs.shape[1]
+        if length is None:  # any length (the SavedModel): a plain division is fine there
+            return tf.math.divide_no_nan(total, tf.cast(count, inputs.dtype)[:, None])
+        table = tf.constant([0.0] + [1.0 / n for n in range(1, length + 1)], inputs.dtype)
+        return total * tf.gather(table, count)[:, None]
 
 
 def _register_with_tfmot() -> None:
@@ -106,6 +155,8 @@ def _compressible(layer: keras.layers.Layer) -> keras.layers.Layer:
         return CompressibleBidirectional.from_config(layer.get_config())
     if type(layer) is TransformerEncoderBlock:
         return CompressibleTransformerEncoderBlock.from_config(layer.get_config())
+    if type(layer) is keras.layers.GlobalAveragePooling1D:
+        return ReciprocalMeanPooling.from_config(layer.get_config())
     return type(layer).from_config(layer.get_config())
 
 
@@ -113,7 +164,8 @@ def build_id_model(model: keras.Model, sequence_length: int | None = None) -> ke
     """The classifier's layers after preprocessing, rebuilt on an int32 ids input.
 
     The returned model holds a copy of the trained weights in fresh layers (compressible
-    twins for `Bidirectional` and the Transformer block) and carries the padding mask
+    twins for `Bidirectional` and the Transformer block, `ReciprocalMeanPooling` for the mean
+    pooling) and carries the padding mask
     explicitly, so its logits equal the full model's on the same ids.
 
     Args:

@@ -53,10 +53,11 @@ def explain_int8_latency(entries: dict) -> str:
 
     def timings(name: str) -> str:
         entry = entries[name]
-        with_delegate = entry["latency_ms_batch1_xnnpack"]
-        return (f"{name} {with_delegate:.3f} ms with XNNPACK / " if with_delegate is not None
-                else f"{name} (XNNPACK refused) ") + (
-            f"{entry['latency_ms_batch1_builtin']:.3f} ms builtin kernels")
+        return f"{name} " + " / ".join(
+            f"{entry[key]:.3f} ms {kernels}" if entry[key] is not None else f"{kernels} failed"
+            for key, kernels in (("latency_ms_batch1_xnnpack", "with XNNPACK"),
+                                 ("latency_ms_batch1_builtin", "builtin kernels"))
+        )
 
     figures = "; ".join(timings(name) for name in
                         ("float32", "int8_dynamic", "int8_full", "int16x8") if name in entries)

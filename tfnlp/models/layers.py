@@ -54,6 +54,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         dropout: dropout rate after attention and the feed-forward network.
     """
 
+    # Subclasses may swap the attention implementation (see tfnlp.compression.id_model).
+    attention_class = keras.layers.MultiHeadAttention
+
     def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         for key, value in (("num_heads", num_heads), ("ff_dim", ff_dim)):
@@ -77,7 +80,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=1e-5, dtype="float32", name="attention_norm"
         )
-        self.attention = keras.layers.MultiHeadAttention(
+        self.attention = self.attention_class(
             self.num_heads, width // self.num_heads, dropout=self.dropout, dtype=policy,
             name="attention",
         )
