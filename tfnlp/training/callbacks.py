@@ -59,10 +59,14 @@ class EpochSummary(EpochTimer):
         )
 
     @property
-    def examples_per_second(self) -> float:
-        """Mean training throughput over the epochs run (the first includes tracing)."""
+    def examples_per_second(self) -> float | None:
+        """Mean training throughput over the epochs run (the first includes tracing).
+
+        None when no epoch ran in this process (a resumed run that was already finished):
+        a 0 would read as a measurement.
+        """
         if not self.train_seconds:
-            return 0.0
+            return None
         return self.examples_per_epoch * len(self.train_seconds) / sum(self.train_seconds)
 
 

@@ -204,7 +204,8 @@ def train_language_model(
                "data": sizes, **evaluate_held_out(model, tokenizer, config, splits, streams)}
     tokens_per_epoch = train_windows * lm.sequence_length
     metrics["train"] = {
-        "tokens_per_second": summary.examples_per_second * lm.sequence_length,
+        "tokens_per_second": (summary.examples_per_second * lm.sequence_length
+                              if summary.examples_per_second is not None else None),
         "tokens_per_epoch": tokens_per_epoch,
         "epochs_run": len(summary.train_seconds),
         "train_seconds": sum(summary.train_seconds),
