@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tfnlp import atomic
+from tfnlp.bench.measure import bar_chart
 from tfnlp.training.cluster import launch_cluster
 
 # name -> (extra --set overrides, workers in a local cluster or 0 for one process)
@@ -122,23 +123,9 @@ def run_distribute_benchmark(
 
 
 def plot_distribute_benchmark(result: dict, output: Path) -> Path:
-    """A bar chart of examples/s per configuration, labelled with the ratio to one_device."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    names = list(result["runs"])
-    speeds = [result["runs"][n]["examples_per_second"] for n in names]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    bars = axis.bar(names, speeds, color=["#777777", "#1f77b4", "#ff7f0e"][: len(names)])
-    for bar, name in zip(bars, names):
-        ratio = result["runs"][name]["ratio_to_one_device"]
-        axis.annotate(f"x{ratio:.2f}" if ratio is not None else "", (bar.get_x()
-                      + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
-    axis.set_ylabel("training examples / s")
-    axis.set_title(f"tfnlp bench distribute: {Path(result['pipeline']).name}")
-    figure.tight_layout()
-    figure.savefig(output, dpi=100)
-    plt.close(figure)
-    return output
+    """Bar charts of examples/s and of the ratio to one_device, per configuration."""
+    runs = result["runs"]
+    return bar_chart(output, f"tfnlp bench distribute: {Path(result['pipeline']).name}", [
+        ("training examples / s", {n: r["examples_per_second"] for n, r in runs.items()}),
+        ("× one_device", {n: r["ratio_to_one_device"] for n, r in runs.items()}),
+    ], highlight="one_device")

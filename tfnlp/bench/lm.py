@@ -14,15 +14,15 @@ Writes `bench_lm.json` and `bench_lm.png` in the output directory and prints a t
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
+from tfnlp.bench.measure import bar_chart, machine_summary
 from tfnlp.preprocessing.lm_tokenizer import LM_RESERVED_TOKENS, LanguageModelTokenizer
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -75,26 +75,15 @@ def measure_generation(module, batch_size: int, max_tokens: int, repeats: int = 
 
 
 def plot_results(results: dict, output: Path) -> Path:
-    """Grouped bars: training and generation tokens/s per precision policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    policies = list(results["policies"])
+    """Training and generation tokens/s per precision policy, one panel per measure."""
     measures = ["train"] + [f"generate_batch_{b}" for b in results["generation_batch_sizes"]]
-    figure, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 4))
-    for axis, measure in zip(np.atleast_1d(axes), measures):
-        values = [results["policies"][p][measure]["tokens_per_second"] for p in policies]
-        bars = axis.bar(policies, values, color=["tab:blue", "tab:orange"][: len(policies)])
-        axis.bar_label(bars, fmt="%.0f")
-        axis.set_title(measure.replace("_", " "))
-        axis.set_ylabel("tokens/s")
-    figure.suptitle(f"{results['pipeline']}: {results['model']['name']} language model")
-    figure.tight_layout()
-    figure.savefig(output, dpi=100)
-    plt.close(figure)
-    return output
+    return bar_chart(
+        output, f"{results['pipeline']}: {results['model']['name']} language model",
+        [(f"{measure.replace('_', ' ')}: tokens/s",
+          {p: v[measure]["tokens_per_second"] for p, v in results["policies"].items()})
+         for measure in measures],
+        highlight="float32",
+    )
 
 
 def run_lm_benchmark(
@@ -141,7 +130,7 @@ def run_lm_benchmark(
         "train_steps": steps,
         "generation_batch_sizes": list(batch_sizes),
         "max_tokens": max_tokens,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {**machine_summary(), "platform": platform.platform(),
                     "tensorflow": tf.__version__,
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
         "policies": {},
@@ -165,7 +154,7 @@ def run_lm_benchmark(
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "bench_lm.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(output_dir / "bench_lm.json", results)
     plot_results(results, output_dir / "bench_lm.png")
     print(f"\n{'policy':<16}{'measure':<22}{'tokens/s':>12}")
     for policy, entry in results["policies"].items():

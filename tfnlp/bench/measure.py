@@ -1,8 +1,7 @@
-"""Measuring helpers shared by the benchmarks: peak memory, JSON, bar charts."""
+"""Measuring helpers shared by the benchmarks: peak memory, machine summary, bar charts."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,12 +24,6 @@ def peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-def write_json(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def bar_chart(

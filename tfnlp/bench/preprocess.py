@@ -20,8 +20,9 @@ import string
 import time
 from pathlib import Path
 
+from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
-from tfnlp.bench.measure import bar_chart, machine_summary, write_json
+from tfnlp.bench.measure import bar_chart, machine_summary
 from tfnlp.config.schema import DataConfig, PreprocessingConfig
 from tfnlp.data import load_examples
 from tfnlp.preprocessing import TextPreprocessor

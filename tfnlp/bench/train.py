@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
 from tfnlp.bench.measure import (
     bar_chart,
     machine_summary,
     peak_rss_mb,
     reset_peak_rss,
-    write_json,
 )
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import build_dataset, encode_labels, load_examples, split_examples
