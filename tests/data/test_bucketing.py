@@ -78,6 +78,17 @@ def test_bucketing_keeps_every_example_and_cuts_padding(tweets):
     assert [spec.dtype for spec in plain.element_spec] == [tf.string, tf.int32]
 
 
+def test_partial_bucket_batches_are_not_left_for_the_end_of_the_epoch(tweets):
+    examples, labels, _, lengths = tweets
+    bucketed = build_dataset(examples, labels, batch_size=64, shuffle=True, seed=3,
+                             token_lengths=lengths, bucket_width=DEFAULT_BUCKET_WIDTH)
+    sizes = [len(text) for text, _ in bucketed]
+    partial = [index for index, size in enumerate(sizes) if size < 64]
+    # Without the batch shuffle they all come last, in a burst, right before validation.
+    assert len(partial) >= 3
+    assert partial != list(range(len(sizes) - len(partial), len(sizes)))
+
+
 def test_bucketing_needs_lengths(tweets):
     examples, labels, _, _ = tweets
     with pytest.raises(ValueError, match="`token_lengths` must be given"):
