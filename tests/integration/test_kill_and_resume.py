@@ -6,6 +6,8 @@ kill, no partial export version may be visible; each restart after a finished ep
 from the backup; the final run directory and export must be complete and its test accuracy
 close to an uninterrupted run's (resumed runs draw different shuffles and dropout masks, so
 only closeness can be asked for).
+
+Slow (~3 min of real training runs): `.ci/run` runs it after the default suite.
 """
 
 import json
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 from tests.conftest import REPO, TINY_OVERRIDES
 
@@ -52,6 +56,7 @@ def assert_no_partial_versions(export_dir):
             assert (version / "variables" / "variables.index").is_file(), version
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_then_resume_to_the_same_result(tmp_path):
     rng = random.Random(1234)
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
