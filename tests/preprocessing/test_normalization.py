@@ -105,6 +105,13 @@ def test_repair_utf8_equals_unicode_transcode(texts):
     assert repair_utf8(texts).numpy().tolist() == expected.numpy().tolist()
 
 
+def test_repair_utf8_keeps_any_shape():
+    assert repair_utf8(tf.constant(b"ok\xff")).numpy() == "ok\ufffd".encode()
+    grid = repair_utf8(tf.constant([[b"a"], [b"\xc3"]]))
+    assert grid.shape == (2, 1) and grid.numpy()[1, 0] == "\ufffd".encode()
+    assert repair_utf8(tf.constant([], tf.string)).shape == (0,)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(alphabet=" \t\n\f\r\x0bab", max_size=12), min_size=1, max_size=8))
 def test_whitespace_run_rewrite_equals_collapsing_every_run(texts):

@@ -97,8 +97,9 @@ def repair_utf8(texts: tf.Tensor) -> tf.Tensor:
     Exactly `unicode_transcode(errors="replace")`, but only the invalid strings are transcoded:
     checking validity is 4x cheaper than transcoding, and almost every input is valid.
     """
-    invalid = tf.where(tf.logical_not(tf.strings.regex_full_match(texts, _VALID_UTF8)))
+    flat = tf.reshape(texts, [-1])  # any shape, scalars included
+    invalid = tf.where(tf.logical_not(tf.strings.regex_full_match(flat, _VALID_UTF8)))
     repaired = tf.strings.unicode_transcode(
-        tf.gather_nd(texts, invalid), "UTF-8", "UTF-8", errors="replace"
+        tf.gather_nd(flat, invalid), "UTF-8", "UTF-8", errors="replace"
     )
-    return tf.tensor_scatter_nd_update(texts, invalid, repaired)
+    return tf.reshape(tf.tensor_scatter_nd_update(flat, invalid, repaired), tf.shape(texts))
