@@ -62,11 +62,8 @@ _VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf
 
 def machine_summary() -> dict:
     """CPU count, bf16 support and vector extensions: what the figures depend on."""
-    from tfnlp.training.precision import cpu_supports_bfloat16
+    from tfnlp.training.precision import cpu_flags, cpu_supports_bfloat16
 
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
+    flags = cpu_flags()
     return {"cpu_count": os.cpu_count(), "cpu_bfloat16": cpu_supports_bfloat16(),
             "cpu_vector_flags": [flag for flag in _VECTOR_FLAGS if flag in flags]}

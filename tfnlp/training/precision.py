@@ -13,13 +13,17 @@ logger = logging.getLogger("tfnlp")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def cpu_flags() -> set[str]:
+    """The host CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
 def cpu_supports_bfloat16() -> bool:
     """True when the host CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_policy(name: str) -> tuple[str, str]:
