@@ -50,7 +50,7 @@ def run_cli(*args: str, timeout: int = 300, cwd=None) -> subprocess.CompletedPro
 def tiny_run(tmp_path_factory):
     """One tiny BiLSTM pipeline trained, evaluated and exported once for the whole session."""
     from tfnlp.config import load_pipeline
-    from tfnlp.training.trainer import train_pipeline
+    from tfnlp.training.run import train_pipeline
 
     root = tmp_path_factory.mktemp("tiny_run")
     config = load_pipeline(

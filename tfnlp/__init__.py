@@ -26,8 +26,9 @@ _EXPORTS = {
     "build_model": "tfnlp.models",
     "build_lstm_classifier": "tfnlp.models",
     "build_transformer_classifier": "tfnlp.models",
-    "train_pipeline": "tfnlp.training.trainer",
-    "load_trained_model": "tfnlp.training.trainer",
+    "train_pipeline": "tfnlp.training.run",
+    "load_trained": "tfnlp.training.run",
+    "TASKS": "tfnlp.tasks",
     "export_saved_model": "tfnlp.export",
 }
 

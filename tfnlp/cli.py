@@ -15,59 +15,40 @@ from pathlib import Path
 def _train(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
+    from tfnlp.tasks import get_task
+    from tfnlp.training.run import train_pipeline
     from tfnlp.training.strategy import is_chief_task
-    from tfnlp.training.trainer import train_pipeline
 
     config = load_pipeline(args.pipeline, args.set)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     # In a cluster only the chief keeps train.log; the other tasks log to stderr only.
     configure_logging(run_dir / "train.log" if is_chief_task() else None)
-    if config.task == "language_model":
-        from tfnlp.training.language_model import train_language_model
-
-        result = train_language_model(config, run_dir, export=not args.no_export)
-        test = result.metrics.get("test", {})
-        print(f"test perplexity {test.get('perplexity', float('nan')):.4f}  bits/char "
-              f"{test.get('bits_per_character', float('nan')):.4f}  run {result.run_dir}"
-              + (f"  export {result.export_path}" if result.export_path else ""))
-        return 0
     result = train_pipeline(config, run_dir, export=not args.no_export)
     if not result.metrics:  # a non-chief worker: the chief reports
         return 0
-    test = result.metrics["test"]
-    print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-          f"run {result.run_dir}"
+    print(f"{get_task(config).headline(result.metrics)}  run {result.run_dir}"
           + (f"  export {result.export_path}" if result.export_path else ""))
     return 0
 
 
 def _evaluate(args) -> int:
     from tfnlp.logs import configure_logging
-    from tfnlp.training.trainer import evaluate_run
+    from tfnlp.tasks import get_task
+    from tfnlp.training.run import evaluate_run
+    from tfnlp.training.run_directory import RunDirectory
 
     configure_logging()
-    if _is_language_model_run(args.run_dir):
-        from tfnlp.training.language_model import evaluate_language_model_run
-
-        metrics = evaluate_language_model_run(args.run_dir)
-        print(json.dumps({k: metrics[k] for k in ("validation", "test") if k in metrics},
-                         indent=2))
-        return 0
     metrics = evaluate_run(args.run_dir)
-    print(json.dumps({"test": {k: metrics["test"][k] for k in ("accuracy", "macro_f1")},
-                      "baseline": {"tfidf_logreg": {
-                          k: metrics["baseline"]["tfidf_logreg"][k]
-                          for k in ("accuracy", "macro_f1")}}}, indent=2))
+    task = get_task(RunDirectory(Path(args.run_dir)).read_config())
+    print(json.dumps(task.summary(metrics), indent=2))
     return 0
 
 
 def _export(args) -> int:
-    from tfnlp.training.trainer import export_run
+    from tfnlp.training.run import export_run
 
     if args.check and _is_export(args.run_dir):
         return _check_ops(args.run_dir)
-    if _is_language_model_run(args.run_dir):
-        from tfnlp.training.language_model import export_language_model_run as export_run
     path = export_run(args.run_dir, args.export_dir, args.name, args.version)
     print(path)
     return _check_ops(path) if args.check else 0
@@ -94,13 +75,6 @@ def _serve_check(args) -> int:
     results = serve_check(args.model_dir)
     print(format_table(results))
     return 0 if all(result.passed for result in results) else 1
-
-
-def _is_language_model_run(run_dir) -> bool:
-    from tfnlp.training.run_directory import RunDirectory
-
-    run = RunDirectory(Path(run_dir))
-    return run.config_file.is_file() and run.read_config().task == "language_model"
 
 
 def _generate(args) -> int:
@@ -158,9 +132,11 @@ def _compress(args) -> int:
 
 def _validate(args) -> int:
     from tfnlp.config import load_pipeline
+    from tfnlp.tasks import get_task
 
     for pipeline in args.pipelines:
         config = load_pipeline(pipeline, args.set)
+        get_task(config)  # an unregistered `task:` fails here, not at training time
         print(f"{pipeline}: ok ({config.task}, model {config.model.name}, "
               f"data {config.data.source})")
     return 0

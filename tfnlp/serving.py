@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfnlp.export.saved_model import SERVING_SIGNATURE, latest_version
+from tfnlp.export.classification import SERVING_SIGNATURE
+from tfnlp.export.versions import latest_version
 
 
 def load_exported(model_dir: str | Path):

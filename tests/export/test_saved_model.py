@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import run_cli, run_python
 from tfnlp.backend import tf
 from tfnlp.export import check_model_name, existing_versions, export_saved_model, latest_version
-from tfnlp.export.saved_model import model_directory
+from tfnlp.export.versions import model_directory
 
 TEXTS = ["I love this car :)", "worst traffic ever", "我爱北京天安门", "😀😀😀", "",
          "x" * 100_000]

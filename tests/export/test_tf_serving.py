@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import run_cli, run_python
 from tfnlp.backend import keras, tf
 from tfnlp.export import existing_versions, export_saved_model, latest_version, prune_versions
+from tfnlp.export.classification import text_preprocessor
 from tfnlp.export.model_config import parse_models_config
 from tfnlp.export.ops import CORE, TEXT, check_ops
 from tfnlp.export.portable import PortablePreprocessor
@@ -25,7 +26,6 @@ from tfnlp.export.verify import (
 )
 from tfnlp.export.warmup import read_warmup_requests
 from tfnlp.preprocessing import TextPreprocessor
-from tfnlp.training.trainer import preprocessor_of
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -36,7 +36,7 @@ def portable_export(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("portable")
     return export_saved_model(
         tiny_run.model, LABELS, root, "portable", portable=True,
-        vocabulary=preprocessor_of(tiny_run.model).vocabulary,
+        vocabulary=text_preprocessor(tiny_run.model).vocabulary,
         warmup_texts=["good morning", "so sad today", "我爱你"],
     )
 
@@ -49,7 +49,7 @@ def _examples(texts):
 @pytest.fixture(scope="module")
 def light_model(tiny_run):
     """A bag-of-embeddings model on the tiny run's vocabulary: exports in a fraction of the time."""
-    layer = preprocessor_of(tiny_run.model)
+    layer = text_preprocessor(tiny_run.model)
     preprocessor = TextPreprocessor(layer.vocabulary, sequence_length=layer.sequence_length)
     text = keras.Input(shape=(), dtype=tf.string, name="text")
     x = keras.layers.Embedding(layer.vocabulary_size, 4, mask_zero=True)(preprocessor(text))
@@ -108,10 +108,11 @@ def test_warmup_requests_hold_real_validation_texts(tiny_run):
     texts = [t.decode() for t in tf.make_ndarray(predict.inputs["text"]).tolist()]
     assert 1 <= len(texts) <= 8 and all(texts)
     # The run's validation split, in order: warm-up uses real tweets, not made-up strings.
+    from tfnlp.tasks import get_task
     from tfnlp.training.run_directory import RunDirectory
-    from tfnlp.training.trainer import validation_sample
 
-    assert texts == validation_sample(RunDirectory(tiny_run.run_dir).read_config())
+    task = get_task(RunDirectory(tiny_run.run_dir).read_config())
+    assert texts == task.sample_texts(task.read_data(), 8)
     classify = logs[1].classify_log.request
     assert classify.model_spec.signature_name == "classify"
     assert [e.features.feature["text"].bytes_list.value[0].decode()
@@ -136,7 +137,7 @@ def test_portable_ids_equal_the_layer_where_nfkc_and_case_folding_do_nothing(tin
     from tfnlp.config.schema import DataConfig
     from tfnlp.data import load_examples
 
-    layer = preprocessor_of(tiny_run.model)
+    layer = text_preprocessor(tiny_run.model)
     portable = PortablePreprocessor(layer)
     examples, _, _ = load_examples(DataConfig(limit=400), seed=3)
     texts = list(examples.texts) + CHECK_TEXTS + ["don't 'x' 12:30 1,000 @bob www.x.io <3 :-)",
@@ -206,7 +207,7 @@ def test_thousand_strings_and_truncation(tiny_run):
     serve = loaded.signatures["serving_default"]
     out = serve(text=tf.constant([f"tweet {i} :)" for i in range(1000)]))
     assert out["probabilities"].shape == (1000, 3) and out["label"].shape == (1000,)
-    sequence_length = preprocessor_of(tiny_run.model).sequence_length
+    sequence_length = text_preprocessor(tiny_run.model).sequence_length
     long, cut = " ".join(["good"] * 50 * sequence_length), " ".join(["good"] * sequence_length)
     probabilities = serve(text=tf.constant([long, cut]))["probabilities"].numpy()
     np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)

@@ -22,10 +22,10 @@ PIPELINE = str(REPO / "pipelines" / "tweets_lstm.yaml")
 OVERRIDES = TINY_OVERRIDES + ["train.epochs=3", "model.num_layers=1"]
 
 
-def launch(run_dir, export_dir, *args, env=None):
+def launch(run_dir, export_dir, *args, env=None, pipeline=PIPELINE, overrides=OVERRIDES):
     """Starts `tfnlp launch`; its output lines are collected in the returned list."""
-    command = [sys.executable, "-m", "tfnlp", "launch", *args, PIPELINE, "--run-dir",
-               str(run_dir), "--set", *OVERRIDES, f"export.dir={export_dir}", "--timeout", "500"]
+    command = [sys.executable, "-m", "tfnlp", "launch", *args, pipeline, "--run-dir",
+               str(run_dir), "--set", *overrides, f"export.dir={export_dir}", "--timeout", "500"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), **(env or {})},

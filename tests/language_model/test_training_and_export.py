@@ -25,12 +25,12 @@ TINY_LM_OVERRIDES = [
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     from tfnlp.config import load_pipeline
-    from tfnlp.training.language_model import train_language_model
+    from tfnlp.training.run import train_pipeline
 
     root = tmp_path_factory.mktemp("tiny_lm")
     config = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml",
                            TINY_LM_OVERRIDES + [f"export.dir={root / 'saved_models'}"])
-    return train_language_model(config, root / "run")
+    return train_pipeline(config, root / "run")
 
 
 def test_loss_decreases_and_metrics_are_written(tiny_lm):

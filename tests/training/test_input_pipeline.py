@@ -6,7 +6,7 @@ from tests.conftest import REPO, TINY_OVERRIDES
 from tfnlp.backend import tf
 from tfnlp.config import load_pipeline
 from tfnlp.serving import load_exported
-from tfnlp.training.trainer import load_trained_model, train_pipeline
+from tfnlp.training.run import load_trained, train_pipeline
 
 
 def test_in_dataset_tokenization_trains_reloads_and_exports(tmp_path):
@@ -23,7 +23,7 @@ def test_in_dataset_tokenization_trains_reloads_and_exports(tmp_path):
     texts = tf.constant(["what a great day", "awful", ""])
     expected = result.model(texts).numpy()
     assert result.model.input.dtype == tf.string  # the full model, not the ids model
-    reloaded, _, _ = load_trained_model(result.run_dir)
+    reloaded = load_trained(result.run_dir).model
     np.testing.assert_array_equal(reloaded(texts).numpy(), expected)
 
     outputs = load_exported(result.export_path).signatures["serving_default"](text=texts)

@@ -8,11 +8,13 @@ from tfnlp.backend import keras, tf
 from tfnlp.config import load_pipeline
 from tfnlp.data import load_examples
 from tfnlp.export import export_saved_model
+from tfnlp.export.classification import text_preprocessor
 from tfnlp.models import build_model
 from tfnlp.preprocessing import TextPreprocessor
 from tfnlp.serving import load_exported
+from tfnlp.tasks.classification import ClassificationTask
 from tfnlp.training.precision import precision_scope, with_loss_scaling
-from tfnlp.training.trainer import compile_model, preprocessor_of
+from tfnlp.training.run import compile_for_training
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 MODELS = ("lstm", "bilstm", "transformer")
@@ -42,7 +44,7 @@ def build(model_name, policy, preprocessor, *overrides):
     config = tiny_config(model_name, *overrides)
     with precision_scope(policy):
         model = build_model(config.model, preprocessor, 3)
-        compile_model(model, config)
+        compile_for_training(model, ClassificationTask(config), config)
     return model, config
 
 
@@ -107,7 +109,7 @@ def test_tiny_run_checkpoint_loads_into_a_bf16_model(tiny_run):
     float32_model = tiny_run.model
     with precision_scope("mixed_bfloat16"):
         config = tiny_config("bilstm")
-        bf16 = build_model(config.model, preprocessor_of(float32_model), 3)
+        bf16 = build_model(config.model, text_preprocessor(float32_model), 3)
     bf16.load_weights(str(tiny_run.run_dir / "checkpoints" / "best")).expect_partial()
     texts = tf.constant(["what a great day", "awful, just awful", "ok I guess"])
     np.testing.assert_allclose(tf.nn.softmax(float32_model(texts)).numpy(),

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import REPO, TINY_OVERRIDES
 from tfnlp.backend import keras
 from tfnlp.config import load_pipeline
-from tfnlp.training.trainer import evaluate_run, load_trained_model, train_pipeline
+from tfnlp.training.run import evaluate_run, load_trained, train_pipeline
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +45,8 @@ def test_metrics_json_has_the_promised_keys(tiny_run):
 
 
 def test_best_checkpoint_reloads_to_the_same_predictions(tiny_run):
-    model, config, labels = load_trained_model(tiny_run.run_dir)
+    trained = load_trained(tiny_run.run_dir)
+    model, config, labels = trained.model, trained.config, trained.task.labels
     texts = keras.backend.constant(["what a great day", "awful"], dtype="string")
     assert labels == ["negative", "neutral", "positive"]
     assert config.name == "tweets_bilstm"
@@ -106,5 +107,5 @@ def test_nan_stops_the_run_keeps_the_last_good_checkpoint_and_says_what_to_try(t
     with pytest.raises(FloatingPointError, match="lower `train.learning_rate`") as error:
         train_pipeline(config, tmp_path / "run", export=False, extra_callbacks=[PoisonWeights()])
     assert "float32" in str(error.value)
-    model, _, _ = load_trained_model(tmp_path / "run")
+    model = load_trained(tmp_path / "run").model
     assert all(np.isfinite(w).all() for w in model.get_weights())

@@ -108,9 +108,10 @@ def run_lm_benchmark(
         ValueError: non-positive steps / max_tokens / batch sizes.
     """
     from tfnlp.config import load_pipeline
-    from tfnlp.generation import GenerationModule
-    from tfnlp.training.language_model import build_model_for, compile_language_model
+    from tfnlp.export.generation import GenerationModule
+    from tfnlp.tasks.language_model import LanguageModelTask
     from tfnlp.training.precision import precision_scope
+    from tfnlp.training.run import compile_for_training
 
     for key, value in (("steps", steps), ("max_tokens", max_tokens),
                        ("batch_sizes", min(batch_sizes, default=0))):
@@ -137,9 +138,10 @@ def run_lm_benchmark(
     }
     for policy in policies:
         keras.utils.set_random_seed(config.seed)
+        task = LanguageModelTask(config)
         with precision_scope(policy):
-            model = build_model_for(config, lm.vocab_size)
-            compile_language_model(model, config)
+            model = task.build_model(tokenizer)
+            compile_for_training(model, task, config)
         print(f"[{policy}] training {steps} steps of {config.train.batch_size} x "
               f"{lm.sequence_length} tokens", flush=True)
         entry = {"train": {"tokens_per_second": measure_training(

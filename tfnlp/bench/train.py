@@ -30,12 +30,13 @@ from tfnlp.bench.measure import (
     reset_peak_rss,
 )
 from tfnlp.config.schema import PipelineConfig
-from tfnlp.data import build_dataset, encode_labels, load_examples, split_examples
+from tfnlp.data import build_dataset, encode_labels
 from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, token_lengths
 from tfnlp.preprocessing import TextPreprocessor
+from tfnlp.tasks.classification import ClassificationTask
 from tfnlp.training.callbacks import EpochTimer
 from tfnlp.training.input_pipeline import tokenize_in_dataset
-from tfnlp.training.trainer import preprocessor_options, train_pipeline
+from tfnlp.training.run import train_pipeline
 
 logger = logging.getLogger("tfnlp")
 BASELINE = "keras_baseline"
@@ -174,16 +175,11 @@ def bench_train(config: PipelineConfig, out_dir: str | Path) -> dict:
     # The same number of epochs everywhere: early stopping would make runs incomparable.
     config = dataclasses.replace(config, train=dataclasses.replace(
         config.train, early_stopping_patience=config.train.epochs))
-    examples, labels, _ = load_examples(config.data, seed=config.seed)
-    splits = split_examples(
-        examples, validation_fraction=config.data.validation_fraction,
-        test_fraction=config.data.test_fraction, stratify=config.data.stratify, seed=config.seed,
-    )
+    task = ClassificationTask(config)
+    data = task.read_data()
+    splits, labels = data.splits, data.labels
     # The vocabulary every tfnlp run learns (deterministic), for timing the input alone.
-    preprocessor = TextPreprocessor.from_texts(
-        splits.train.texts, vocab_size=config.preprocessing.vocab_size,
-        **preprocessor_options(config),
-    )
+    preprocessor = task.learn_preprocessor(data)
     runs = {BASELINE: _measured(BASELINE, lambda: run_keras_baseline(config, splits, labels))}
     for name, (bucketing, policy) in TFNLP_RUNS.items():
         variant = dataclasses.replace(

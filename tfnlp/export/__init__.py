@@ -1,12 +1,18 @@
-"""Exports for TF-Serving: versioned, atomic SavedModels that take raw strings."""
+"""Exports for TF-Serving: versioned, atomic SavedModels that take raw strings.
 
-from tfnlp.export.saved_model import (
+`module.publish` is the one export path; each task supplies a `module.ServingModule`.
+"""
+
+from tfnlp.export.classification import (
     CLASSIFY_SIGNATURE,
     SERVING_SIGNATURE,
-    ServingModule,
+    ClassifierServingModule,
+    export_saved_model,
+)
+from tfnlp.export.module import ServingModule, publish
+from tfnlp.export.versions import (
     check_model_name,
     existing_versions,
-    export_saved_model,
     latest_version,
     prune_versions,
 )
@@ -14,10 +20,12 @@ from tfnlp.export.saved_model import (
 __all__ = [
     "CLASSIFY_SIGNATURE",
     "SERVING_SIGNATURE",
+    "ClassifierServingModule",
     "ServingModule",
     "check_model_name",
     "existing_versions",
     "export_saved_model",
     "latest_version",
     "prune_versions",
+    "publish",
 ]

@@ -1,8 +1,9 @@
 """Reference outputs recorded at export: what the training-time model said for check texts.
 
-`assets.extra/tfnlp_reference.json` holds the probabilities the Keras model (the one that was
-trained and evaluated) gave for `CHECK_TEXTS`; `tfnlp serve-check` compares a fresh process's
-answers from the SavedModel against them. TF-Serving ignores files in `assets.extra` other
+`assets.extra/tfnlp_reference.json` holds what the Keras model (the one that was trained and
+evaluated) answered for `CHECK_TEXTS` — a classifier's probabilities, a language model's
+next-token probabilities and seeded generations; `tfnlp serve-check` compares a fresh
+process's answers from the SavedModel against them. TF-Serving ignores files in `assets.extra` other
 than its warm-up file.
 """
 
@@ -26,25 +27,15 @@ CHECK_TEXTS = [
 ]
 
 
-def write_reference(
-    saved_model_dir: str | Path, texts: list[str], probabilities, *, portable: bool,
-    sequence_length: int | None,
-) -> Path:
-    """Writes the texts, their training-time probabilities (`[n, classes]`) and export facts.
+def write_reference(saved_model_dir: str | Path, reference: dict) -> Path:
+    """Writes a serving module's reference (`ServingModule.reference()`) beside the export.
 
     Args:
         saved_model_dir: the SavedModel directory.
-        texts: the texts the model was run on.
-        probabilities: what the training-time model gave for them.
-        portable: whether the export claims to be TensorFlow-core-only.
-        sequence_length: the preprocessor's maximum number of tokens (None if unknown).
+        reference: JSON-able facts and outputs; `kind` says which serve-check applies
+            ("classifier" when absent, as in exports made before it was recorded).
     """
-    return write_json(
-        Path(saved_model_dir) / "assets.extra" / REFERENCE_FILE,
-        {"texts": list(texts),
-         "probabilities": [[float(p) for p in row] for row in probabilities],
-         "portable": portable, "sequence_length": sequence_length},
-    )
+    return write_json(Path(saved_model_dir) / "assets.extra" / REFERENCE_FILE, reference)
 
 
 def read_reference(saved_model_dir: str | Path) -> dict | None:

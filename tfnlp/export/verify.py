@@ -8,25 +8,27 @@ server with nothing but TensorFlow (+ tensorflow-text) gets.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from tfnlp.export.model_config import MODELS_CONFIG, parse_models_config
-from tfnlp.export.reference import read_reference
-from tfnlp.export.saved_model import (
+from tfnlp.export.classification import (
     CLASSIFY_INPUTS,
     CLASSIFY_METHOD_NAME,
     CLASSIFY_SIGNATURE,
     SERVING_SIGNATURE,
-    latest_version,
 )
+from tfnlp.export.fresh_process import TOLERANCE, CheckResult, run_quietly, tail
+from tfnlp.export.generation import (
+    GENERATE_SIGNATURE,
+    GENERATE_WITH_OPTIONS_SIGNATURE,
+    GENERATED,
+)
+from tfnlp.export.model_config import MODELS_CONFIG, parse_models_config
+from tfnlp.export.reference import read_reference
+from tfnlp.export.verify_generator import check_generator_fresh_process
+from tfnlp.export.versions import latest_version
 
-# float32 softmax outputs of the same graph and weights: anything above this is a real skew.
-TOLERANCE = 1e-5
 BATCH_SIZE = 1000
 
 # Runs in a fresh interpreter: argv = export dir, "portable" or "text", the batch size; the
@@ -91,37 +93,12 @@ SAVED_MODEL_CLI_WITH_TEXT_OPS = (
 )
 
 
-@dataclass
-class CheckResult:
-    """One row of the serve-check table."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
 def saved_model_cli_command(portable: bool) -> list[str]:
     """The `saved_model_cli` to run: the installed one for portable exports, else with text ops."""
     if portable:
         installed = Path(sys.executable).parent / "saved_model_cli"
         return [shutil.which("saved_model_cli") or str(installed)]
     return [sys.executable, "-c", SAVED_MODEL_CLI_WITH_TEXT_OPS]
-
-
-def _quiet_env() -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTHONPATH", None)  # the fresh process must not even be able to import tfnlp
-    return env
-
-
-def _run(command: list[str], timeout: int = 600, stdin: str | None = None):
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env=_quiet_env(), input=stdin)
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
 
 
 def check_layout(export: Path) -> CheckResult:
@@ -151,28 +128,40 @@ def check_models_config(export: Path) -> CheckResult:
     return CheckResult("models.config", ok, f"{len(models)} model(s); this one: {base}")
 
 
-def check_signatures(export: Path) -> CheckResult:
-    """`serving_default` (strings → dense outputs) and `classify` in Classify API form."""
+# What each kind of export must serve: signature -> (inputs, outputs at least, method name).
+EXPECTED_SIGNATURES = {
+    "classifier": {
+        SERVING_SIGNATURE: ({"text"}, {"probabilities", "label_id", "label"}, None),
+        CLASSIFY_SIGNATURE: ({CLASSIFY_INPUTS}, {"classes", "scores"}, CLASSIFY_METHOD_NAME),
+    },
+    "generator": {
+        SERVING_SIGNATURE: ({"text"}, {"probabilities"}, None),
+        GENERATE_SIGNATURE: ({"prompt", "max_tokens", "temperature"}, GENERATED, None),
+        GENERATE_WITH_OPTIONS_SIGNATURE: (
+            {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"}, GENERATED, None),
+    },
+}
+
+
+def check_signatures(export: Path, kind: str = "classifier") -> CheckResult:
+    """Every signature the kind of export promises, with its inputs, outputs and method."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel.FromString((export / "saved_model.pb").read_bytes())
     signatures = saved_model.meta_graphs[0].signature_def
     problems = []
-    serve = signatures.get(SERVING_SIGNATURE)
-    if serve is None or set(serve.inputs) != {"text"} or not {
-            "probabilities", "label_id", "label"} <= set(serve.outputs):
-        problems.append("serving_default must map `text` to probabilities, label_id, label")
-    classify = signatures.get(CLASSIFY_SIGNATURE)
-    if classify is None:
-        problems.append("no classify signature")
-    else:
-        if classify.method_name != CLASSIFY_METHOD_NAME:
-            problems.append(f"classify method is {classify.method_name!r}")
-        if set(classify.inputs) != {CLASSIFY_INPUTS} or set(classify.outputs) != {
-                "classes", "scores"}:
-            problems.append("classify must map `inputs` to classes and scores")
-    return CheckResult("signatures", not problems, "; ".join(problems) or
-                       f"{SERVING_SIGNATURE}, {CLASSIFY_SIGNATURE} ({CLASSIFY_METHOD_NAME})")
+    for name, (inputs, outputs, method) in EXPECTED_SIGNATURES[kind].items():
+        found = signatures.get(name)
+        if found is None:
+            problems.append(f"no {name} signature")
+            continue
+        if set(found.inputs) != inputs or not outputs <= set(found.outputs):
+            problems.append(f"{name} must map {sorted(inputs)} to {sorted(outputs)}")
+        if method is not None and found.method_name != method:
+            problems.append(f"{name} method is {found.method_name!r}")
+    described = ", ".join(name + (f" ({method})" if method else "")
+                          for name, (_, _, method) in EXPECTED_SIGNATURES[kind].items())
+    return CheckResult("signatures", not problems, "; ".join(problems) or described)
 
 
 def check_op_portability(export: Path, portable: bool) -> CheckResult:
@@ -191,11 +180,11 @@ def check_fresh_process(export: Path, reference: dict) -> list[CheckResult]:
     """Loads the export in a fresh process (no tfnlp) and checks what it answers."""
     portable = bool(reference.get("portable"))
     texts = reference["texts"]
-    result = _run([sys.executable, "-c", FRESH_PROCESS_CHECK, str(export),
+    result = run_quietly([sys.executable, "-c", FRESH_PROCESS_CHECK, str(export),
                    "portable" if portable else "text", str(BATCH_SIZE)], stdin=json.dumps(texts))
     name = "fresh process" + (" without tensorflow_text" if portable else "")
     if result.returncode != 0:
-        return [CheckResult(name, False, _tail(result.stderr))]
+        return [CheckResult(name, False, tail(result.stderr))]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     import numpy as np
 
@@ -229,20 +218,22 @@ def check_fresh_process(export: Path, reference: dict) -> list[CheckResult]:
     return results
 
 
-def check_saved_model_cli(export: Path, portable: bool) -> list[CheckResult]:
+def check_saved_model_cli(export: Path, portable: bool,
+                          kind: str = "classifier") -> list[CheckResult]:
     """`saved_model_cli show --all` and `saved_model_cli run --input_exprs` succeed."""
     cli = saved_model_cli_command(portable)
-    show = _run(cli + ["show", "--all", "--dir", str(export)])
-    show_ok = show.returncode == 0 and "serving_default" in show.stdout and \
-        CLASSIFY_METHOD_NAME in show.stdout
-    run = _run(cli + ["run", "--dir", str(export), "--tag_set", "serve", "--signature_def",
+    show = run_quietly(cli + ["show", "--all", "--dir", str(export)])
+    show_ok = show.returncode == 0 and all(
+        name in show.stdout and (method is None or method in show.stdout)
+        for name, (_, _, method) in EXPECTED_SIGNATURES[kind].items())
+    run = run_quietly(cli + ["run", "--dir", str(export), "--tag_set", "serve", "--signature_def",
                       SERVING_SIGNATURE, "--input_exprs", "text=['what a lovely day', '']"])
     run_ok = run.returncode == 0 and "probabilities" in run.stdout
     return [
         CheckResult("saved_model_cli show", show_ok,
-                    "--all lists both signatures" if show_ok else _tail(show.stderr)),
+                    "--all lists every signature" if show_ok else tail(show.stderr)),
         CheckResult("saved_model_cli run", run_ok,
-                    "--input_exprs ran serving_default" if run_ok else _tail(run.stderr)),
+                    "--input_exprs ran serving_default" if run_ok else tail(run.stderr)),
     ]
 
 
@@ -256,16 +247,21 @@ def serve_check(model_path: str | Path) -> list[CheckResult]:
         FileNotFoundError: no export at `model_path`.
     """
     export = latest_version(model_path).resolve()
-    results = [check_layout(export), check_models_config(export), check_signatures(export)]
     reference = read_reference(export)
+    # Exports made before the kind was recorded are classifiers.
+    kind = (reference or {}).get("kind", "classifier")
+    results = [check_layout(export), check_models_config(export),
+               check_signatures(export, kind)]
     if reference is None:
         results.append(CheckResult("reference outputs", False,
                                    "assets.extra/tfnlp_reference.json is missing; re-export"))
         return results
     portable = bool(reference.get("portable"))
     results.append(check_op_portability(export, portable))
-    results += check_fresh_process(export, reference)
-    results += check_saved_model_cli(export, portable)
+    fresh_process = {"classifier": check_fresh_process,
+                     "generator": check_generator_fresh_process}[kind]
+    results += fresh_process(export, reference)
+    results += check_saved_model_cli(export, portable, kind)
     return results
 
 

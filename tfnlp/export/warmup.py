@@ -16,7 +16,24 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_TEXTS = 8
 
 
-def warmup_records(
+def predict_log(model_name: str, signature: str, inputs: dict) -> bytes:
+    """A serialized `PredictionLog` holding one Predict request of `inputs` (name -> values).
+
+    Each value is turned into a tensor proto as given (a list of strings, a list of ints…).
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+    )
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    ).SerializeToString()
+
+
+def classifier_warmup_records(
     texts: list[str], model_name: str, text_feature: str = "text"
 ) -> list[bytes]:
     """Serialized `PredictionLog`s: a Predict request and a Classify request of `texts`.
@@ -37,38 +54,41 @@ def warmup_records(
         classification_pb2,
         input_pb2,
         model_pb2,
-        predict_pb2,
         prediction_log_pb2,
     )
 
-    texts = list(texts)[:MAX_WARMUP_TEXTS]
-    if not texts:
-        raise ValueError("`warmup_texts` must hold at least one text. Received: warmup_texts=[].")
-    predict = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
-    )
-    predict.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+    texts = warmup_sample(texts)
     examples = [_text_example(text, text_feature) for text in texts]
     classify = classification_pb2.ClassificationRequest(
         model_spec=model_pb2.ModelSpec(name=model_name, signature_name="classify"),
         input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)),
     )
     return [
-        prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=predict)
-        ).SerializeToString(),
+        predict_log(model_name, "serving_default", {"text": texts}),
         prediction_log_pb2.PredictionLog(
             classify_log=prediction_log_pb2.ClassifyLog(request=classify)
         ).SerializeToString(),
     ]
 
 
-def write_warmup_requests(saved_model_dir: str | Path, texts: list[str], model_name: str) -> Path:
+def warmup_sample(texts: list[str]) -> list[str]:
+    """The first `MAX_WARMUP_TEXTS` texts.
+
+    Raises:
+        ValueError: `texts` is empty.
+    """
+    texts = list(texts)[:MAX_WARMUP_TEXTS]
+    if not texts:
+        raise ValueError("`warmup_texts` must hold at least one text. Received: warmup_texts=[].")
+    return texts
+
+
+def write_warmup_records(saved_model_dir: str | Path, records: list[bytes]) -> Path:
     """Writes `<saved_model_dir>/assets.extra/tf_serving_warmup_requests` and returns its path."""
     path = Path(saved_model_dir) / "assets.extra" / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in warmup_records(texts, model_name):
+        for record in records:
             writer.write(record)
     return path
 

@@ -1,8 +1,8 @@
 """What a pipeline run does differently under a distribution strategy.
 
-Kept out of trainer.py so that the single-device path reads top to bottom: the trainer calls
-`distributed_settings` once after creating the strategy, `fit_inputs` for `model.fit`'s data
-arguments, `worker_callbacks` for the callbacks, and `finish_worker` on non-chief workers.
+Kept out of run.py so that the single-device path reads top to bottom: the run calls
+`distributed_settings` once after creating the strategy, `worker_callbacks` for the callbacks,
+and `finish_worker` on non-chief workers. Each task builds its own strategy-aware inputs.
 """
 
 from __future__ import annotations
@@ -10,23 +10,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
-from tfnlp.data import encode_labels
-from tfnlp.data.records import LabelledTexts
 from tfnlp.training.strategy import (
     TaskRole,
-    dataset_function,
     per_replica_batch_size,
-    prepare_input,
     scaled_learning_rate,
-    steps_per_epoch,
     task_role,
 )
 
@@ -61,42 +53,6 @@ def distributed_settings(
             config, train=dataclasses.replace(config.train, learning_rate=rate)
         )
     return config, role
-
-
-def fit_inputs(
-    strategy: tf.distribute.Strategy, role: TaskRole, config: PipelineConfig,
-    train: LabelledTexts, validation: LabelledTexts, labels: list[str], transform,
-    dataset,
-) -> dict:
-    """`model.fit` keyword arguments for the training and validation data.
-
-    Parameter-server training gets `DatasetCreator`s (each worker builds its own input
-    pipeline) and explicit step counts; the other strategies get batched datasets with the
-    auto-shard policy set (and static batches on TPUs).
-
-    Args:
-        transform: maps a batch (texts, label ids[, weights]) to the model's inputs/targets.
-        dataset: the trainer's `dataset(split, shuffle=False)` builder of batched datasets.
-    """
-    batch = config.train.batch_size
-    if role.kind == "parameter_server":
-        def creator(split: LabelledTexts, shuffle: bool):
-            tensors = (np.array(split.texts, dtype=object), encode_labels(split, labels))
-            if split.weights is not None:
-                tensors += (np.array(split.weights, dtype=np.float32),)
-            return keras.utils.experimental.DatasetCreator(dataset_function(
-                tensors, batch, shuffle=shuffle, seed=config.seed, transform=transform,
-                trace=os.environ.get("TFNLP_TRACE_INPUT") == "1"))
-
-        return {
-            "x": creator(train, shuffle=True),
-            "steps_per_epoch": steps_per_epoch(len(train), batch),
-            "validation_data": creator(validation, shuffle=False),
-            "validation_steps": steps_per_epoch(len(validation), batch),
-        }
-
-    return {"x": prepare_input(dataset(train, shuffle=True), strategy, batch),
-            "validation_data": prepare_input(dataset(validation), strategy, batch)}
 
 
 def worker_callbacks(

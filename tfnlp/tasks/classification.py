@@ -1,0 +1,239 @@
+"""`task: classification`: labelled texts → `TextPreprocessor` → classifier → accuracy/F1."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tfnlp.backend import keras, tf
+from tfnlp.data import (
+    LoadReport,
+    Splits,
+    build_dataset,
+    encode_labels,
+    load_examples,
+    split_examples,
+)
+from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, measure_padding, token_lengths
+from tfnlp.evaluation import (
+    classification_metrics,
+    majority_class_accuracy,
+    plot_confusion_matrix,
+    tfidf_logreg_baseline,
+)
+from tfnlp.export.classification import ClassifierServingModule
+from tfnlp.models import build_model
+from tfnlp.preprocessing import TextPreprocessor, load_stopwords
+from tfnlp.tasks.base import Task, TrainingInputs, register_task
+from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
+from tfnlp.training.run_directory import fingerprint
+from tfnlp.training.strategy import dataset_function, prepare_input, steps_per_epoch
+
+logger = logging.getLogger("tfnlp")
+
+
+@dataclass
+class ClassificationData:
+    """The seeded splits, the label names in id order, and the load report."""
+
+    splits: Splits
+    labels: list[str]
+    report: LoadReport
+
+
+def predict_label_ids(model: keras.Model, texts, batch_size: int = 256) -> np.ndarray:
+    """Argmax label ids of `model` over `texts`."""
+    dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
+    return np.argmax(model.predict(dataset, verbose=0), axis=-1)
+
+
+def _one_hot(num_classes: int):
+    def convert(text, label, *weight):
+        return (text, tf.one_hot(label, num_classes), *weight)
+
+    return convert
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    """Texts with one label each; the model maps raw strings to `[batch, classes]` logits.
+
+    Attributes:
+        labels: the label names in id order (set by `read_data` or `restore`).
+    """
+
+    labels: list[str] | None = None
+    headline_figures = (("test accuracy", "test.accuracy"), ("macro-F1", "test.macro_f1"))
+
+    def read_data(self) -> ClassificationData:
+        data = self.config.data
+        examples, labels, report = load_examples(data, seed=self.config.seed)
+        splits = split_examples(
+            examples, validation_fraction=data.validation_fraction,
+            test_fraction=data.test_fraction, stratify=data.stratify, seed=self.config.seed,
+        )
+        self.labels = labels
+        return ClassificationData(splits, labels, report)
+
+    def record_data(self, data: ClassificationData, run) -> None:
+        sizes = data.splits.sizes()
+        logger.info("data: %s", data.report.summary())
+        logger.info("splits: %s", ", ".join(f"{k} {v}" for k, v in sizes.items()))
+        run.write_json("data_report.json", data.report.to_dict())
+        run.write_json("splits.json", {"seed": self.config.seed, **sizes})
+        run.write_json("labels.json", data.labels)
+
+    def restore(self, run) -> None:
+        if not run.labels_file.is_file():
+            raise FileNotFoundError(f"{run.labels_file}: missing; train the pipeline again.")
+        self.labels = run.read_labels()
+
+    def sample_texts(self, data: ClassificationData, count: int) -> list[str]:
+        return list(data.splits.validation.texts[:count])
+
+    # Preprocessing --------------------------------------------------------------------
+    def preprocessor_options(self) -> dict:
+        p = self.config.preprocessing
+        return {
+            "tokenizer": p.tokenizer,
+            "sequence_length": p.sequence_length,
+            "lowercase": p.lowercase,
+            "replace_urls": p.replace_urls,
+            "replace_mentions": p.replace_mentions,
+            "replace_numbers": p.replace_numbers,
+            "stopwords": load_stopwords(p.stopwords_file) if p.remove_stopwords else None,
+        }
+
+    def vocabulary_key(self, data: ClassificationData) -> str:
+        return fingerprint(asdict(self.config.preprocessing), data.splits.train.texts)
+
+    def learn_preprocessor(self, data: ClassificationData) -> TextPreprocessor:
+        return TextPreprocessor.from_texts(
+            data.splits.train.texts, vocab_size=self.config.preprocessing.vocab_size,
+            **self.preprocessor_options(),
+        )
+
+    def preprocessor_from(self, vocabulary: list[str]) -> TextPreprocessor:
+        return TextPreprocessor(vocabulary, **self.preprocessor_options())
+
+    # Model ----------------------------------------------------------------------------
+    def build_model(self, preprocessor: TextPreprocessor) -> keras.Model:
+        return build_model(self.config.model, preprocessor, len(self.labels))
+
+    def trainable_model(self, model: keras.Model) -> keras.Model:
+        # Tokenizing in the dataset: `fit` trains the layers from token ids on (same weights).
+        return ids_model(model) if self.config.preprocessing.in_dataset else model
+
+    def loss(self) -> keras.losses.Loss:
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=self.config.train.label_smoothing
+        )
+
+    def metrics(self) -> list:
+        return ["accuracy"]
+
+    def monitor(self, data) -> str:
+        return self.config.train.monitor
+
+    # Training inputs ------------------------------------------------------------------
+    def training_inputs(self, data: ClassificationData, preprocessor, strategy,
+                        role) -> TrainingInputs:
+        config, splits = self.config, data.splits
+        transform = _one_hot(len(data.labels))
+        # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
+        lengths = {id(split): token_lengths(preprocessor.tokenize, split.texts)
+                   for split in (splits.train, splits.validation)}
+        bucket_width = DEFAULT_BUCKET_WIDTH if use_length_bucketing(config) else None
+
+        def dataset(split, shuffle=False, keep_lengths=False):
+            batches = build_dataset(
+                split, data.labels, batch_size=config.train.batch_size, shuffle=shuffle,
+                seed=config.seed, shuffle_buffer=config.train.shuffle_buffer,
+                token_lengths=lengths[id(split)], bucket_width=bucket_width,
+                keep_lengths=keep_lengths,
+            )
+            if config.preprocessing.in_dataset:
+                batches = tokenize_in_dataset(batches, preprocessor)
+            return batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+
+        # Same seed, same shuffle: the very batches of the first epoch, counted.
+        padding = measure_padding(dataset(splits.train, shuffle=True, keep_lengths=True))
+        logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
+                    100 * padding.padded_fraction, "on" if bucket_width else "off")
+        if role.kind == "parameter_server":
+            fit_kwargs = self._parameter_server_inputs(data, transform)
+        else:
+            batch = config.train.batch_size
+            fit_kwargs = {"x": prepare_input(dataset(splits.train, shuffle=True), strategy, batch),
+                          "validation_data": prepare_input(dataset(splits.validation), strategy,
+                                                           batch)}
+        return TrainingInputs(fit_kwargs, len(splits.train), {
+            "length_bucketing": bool(bucket_width),
+            "preprocessing_in_dataset": config.preprocessing.in_dataset,
+            "padding": padding.to_dict(),
+            "padded_fraction": padding.padded_fraction,
+        })
+
+    def _parameter_server_inputs(self, data: ClassificationData, transform) -> dict:
+        """`DatasetCreator`s (each worker builds its own pipeline) and explicit step counts."""
+        batch, seed = self.config.train.batch_size, self.config.seed
+
+        def creator(split, shuffle: bool):
+            tensors = (np.array(split.texts, dtype=object), encode_labels(split, data.labels))
+            if split.weights is not None:
+                tensors += (np.array(split.weights, dtype=np.float32),)
+            return keras.utils.experimental.DatasetCreator(dataset_function(
+                tensors, batch, shuffle=shuffle, seed=seed, transform=transform,
+                trace=os.environ.get("TFNLP_TRACE_INPUT") == "1"))
+
+        train, validation = data.splits.train, data.splits.validation
+        return {
+            "x": creator(train, shuffle=True),
+            "steps_per_epoch": steps_per_epoch(len(train), batch),
+            "validation_data": creator(validation, shuffle=False),
+            "validation_steps": steps_per_epoch(len(validation), batch),
+        }
+
+    # Evaluation -----------------------------------------------------------------------
+    def evaluate(self, model, preprocessor, data: ClassificationData, run) -> dict:
+        """Validation/test metrics, the TF-IDF baseline on the same split, the confusion plot."""
+        splits, labels, config = data.splits, data.labels, self.config
+        y_train = encode_labels(splits.train, labels)
+        y_test = encode_labels(splits.test, labels)
+        test = classification_metrics(y_test, predict_label_ids(model, splits.test.texts), labels)
+        validation = classification_metrics(
+            encode_labels(splits.validation, labels),
+            predict_label_ids(model, splits.validation.texts), labels,
+        )
+        baseline = tfidf_logreg_baseline(
+            splits.train.texts, y_train, splits.test.texts, y_test, labels, seed=config.seed
+        )
+        plot_confusion_matrix(
+            test["confusion_matrix"], labels, run.path / "confusion_matrix.png",
+            f"{config.name}: test accuracy {test['accuracy']:.3f}",
+        )
+        return {
+            "pipeline": config.name,
+            "model": config.model.name,
+            "test": test,
+            "validation": {"accuracy": validation["accuracy"],
+                           "macro_f1": validation["macro_f1"]},
+            "baseline": {
+                "tfidf_logreg": baseline,
+                "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)},
+            },
+            "data": splits.sizes(),
+        }
+
+    def summary(self, metrics: dict) -> dict:
+        baseline = metrics["baseline"]["tfidf_logreg"]
+        return {"test": {k: metrics["test"][k] for k in ("accuracy", "macro_f1")},
+                "baseline": {"tfidf_logreg": {k: baseline[k] for k in ("accuracy", "macro_f1")}}}
+
+    # Serving --------------------------------------------------------------------------
+    def serving_module(self, model, preprocessor) -> ClassifierServingModule:
+        return ClassifierServingModule(model, self.labels, preprocessor.vocabulary,
+                                       portable=self.config.export.portable)
