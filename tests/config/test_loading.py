@@ -1,7 +1,19 @@
+import typing
+
 import pytest
 
 from tests.conftest import PIPELINES
-from tfnlp.config import ConfigError, PipelineConfig, from_dict, load_pipeline, to_dict
+from tfnlp.config import (
+    LANGUAGE_MODEL_NAMES,
+    SAFE_NAME,
+    ConfigError,
+    FieldError,
+    ModelConfig,
+    PipelineConfig,
+    from_dict,
+    load_pipeline,
+    to_dict,
+)
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
@@ -23,8 +35,12 @@ def test_default_pipeline_values():
 def test_overrides_are_parsed_as_yaml_and_validated():
     config = load_pipeline(
         "pipelines/tweets_bilstm.yaml",
-        ["train.epochs=3", "data.limit=100", "precision.policy=mixed_bfloat16",
-         "data.labels=[negative, neutral, positive]"],
+        [
+            "train.epochs=3",
+            "data.limit=100",
+            "precision.policy=mixed_bfloat16",
+            "data.labels=[negative, neutral, positive]",
+        ],
     )
     assert config.train.epochs == 3
     assert config.data.limit == 100
@@ -40,13 +56,19 @@ def test_round_trip_through_plain_data():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("name: x\ntrain:\n  epoch: 3\n",
-         r"unknown key `train.epoch`. Did you mean `train.epochs`"),
-        ("name: x\ntrain:\n  epochs: three\n",
-         r"`train.epochs` must be an integer. Received: train.epochs='three'"),
+        (
+            "name: x\ntrain:\n  epoch: 3\n",
+            r"unknown key `train.epoch`. Did you mean `train.epochs`",
+        ),
+        (
+            "name: x\ntrain:\n  epochs: three\n",
+            r"`train.epochs` must be an integer. Received: train.epochs='three'",
+        ),
         ("name: x\ntrain:\n  epochs: 0\n", r"`train.epochs` must be >= 1"),
-        ("name: x\nmodel:\n  name: gru\n",
-         r"`model.name` must be one of 'lstm', 'bilstm', 'transformer'"),
+        (
+            "name: x\nmodel:\n  name: gru\n",
+            r"`model.name` must be one of 'lstm', 'bilstm', 'transformer'",
+        ),
         ("name: x\nmodel:\n  dropout: 1.5\n", r"`model.dropout` must be between 0.0 and 0.99"),
         ("name: x\ndata: [1, 2]\n", r"`data` must be a mapping"),
         ("name: x\nmodle:\n  name: lstm\n", r"Did you mean `model`"),
@@ -74,3 +96,89 @@ def test_bad_override_syntax():
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read the pipeline file"):
         load_pipeline("pipelines/does_not_exist.yaml")
+
+
+BILSTM = "pipelines/tweets_bilstm.yaml"
+LM = "pipelines/tweets_lm.yaml"
+_SAFE = "letters, digits, '.', '_' or '-' (not starting with '.' or '-'), at most 128 characters"
+_M_BY_N = "two integers [m, n] with 0 < m < n, e.g. [2, 4]"
+
+
+# One case per rule: the pipeline, the overrides that break it, the exact message after "<file>: ".
+# fmt: off
+@pytest.mark.parametrize("path, overrides, message", [
+    (BILSTM, ["seed=-1"], "`seed` must be >= 0. Received: seed=-1."),
+    (BILSTM, ["data.limit=0"], "`data.limit` must be >= 1. Received: data.limit=0."),
+    (BILSTM, ["data.test_fraction=1.5"],
+     "`data.test_fraction` must be between 0.0 and 1.0. Received: data.test_fraction=1.5."),
+    (BILSTM, ["data.validation_fraction=0.5", "data.test_fraction=0.5"],
+     "`data.test_fraction` must be below 1 - `data.validation_fraction` = 0.5, so that some data "
+     "is left to train on. Received: data.test_fraction=0.5."),
+    (BILSTM, ["preprocessing.vocab_size=15"],
+     "`preprocessing.vocab_size` must be >= 16. Received: preprocessing.vocab_size=15."),
+    (BILSTM, ["model.dropout=1.0"],
+     "`model.dropout` must be between 0.0 and 0.99. Received: model.dropout=1.0."),
+    (BILSTM, ["model.name=transformer", "model.embedding_dim=30"],
+     "`model.embedding_dim` must be a multiple of `model.num_heads` (4) for "
+     "`model.name: transformer`, e.g. 32. Received: model.embedding_dim=30."),
+    (BILSTM, ["train.learning_rate=0"],
+     "`train.learning_rate` must be between 1e-08 and 10.0. Received: train.learning_rate=0.0."),
+    (BILSTM, ["distribute.cpu_replicas=65"],
+     "`distribute.cpu_replicas` must be between 1 and 64. Received: distribute.cpu_replicas=65."),
+    (BILSTM, ["export.version=0"], "`export.version` must be >= 1. Received: export.version=0."),
+    (BILSTM, ["export.name=.hidden"],
+     f"`export.name` must be {_SAFE}. Received: export.name='.hidden'."),
+    (BILSTM, ["name=a/b"], f"`name` must be {_SAFE}. Received: name='a/b'."),
+    (BILSTM, ["compression.m_by_n=[4, 2]"],
+     f"`compression.m_by_n` must be {_M_BY_N}. Received: compression.m_by_n=[4, 2]."),
+    (BILSTM, ["compression.m_by_n=[2, 4, 8]"],
+     f"`compression.m_by_n` must be {_M_BY_N}. Received: compression.m_by_n=[2, 4, 8]."),
+    (BILSTM, ["compression.m_by_n=[0, 4]"],
+     f"`compression.m_by_n` must be {_M_BY_N}. Received: compression.m_by_n=[0, 4]."),
+    (BILSTM, ["compression.number_of_clusters=1"],
+     "`compression.number_of_clusters` must be between 2 and 256. "
+     "Received: compression.number_of_clusters=1."),
+    (LM, ["model.name=bilstm"],
+     "`model.name` must be 'lstm' or 'transformer' for `task: language_model`. "
+     "Received: model.name='bilstm'."),
+    (LM, ["language_model.sequence_length=1"],
+     "`language_model.sequence_length` must be >= 2. Received: language_model.sequence_length=1."),
+])
+# fmt: on
+def test_invalid_values_give_the_exact_message(path, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_pipeline(path, overrides)
+    assert str(error.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
+    "path, overrides",
+    [
+        (LM, ["language_model.stride=256"]),  # skips tokens; build_windows accepts it
+        (BILSTM, ["model.name=transformer", "model.num_heads=8", "model.embedding_dim=64"]),
+        (BILSTM, ["data.validation_fraction=0.0", "data.test_fraction=0.0"]),
+        (BILSTM, ["compression.m_by_n=[1, 2]", "export.version=auto", "export.name=v1.2-b"]),
+    ],
+)
+def test_valid_edge_values_load(path, overrides):
+    assert isinstance(load_pipeline(path, overrides), PipelineConfig)
+
+
+def test_safe_name_is_one_exact_component():
+    for name in ("tweets_bilstm", "v1.2-b", "A" * 128):
+        assert SAFE_NAME.match(name)
+    for name in ("", ".", "..", "-x", "a/b", "a\\b", "A" * 129, "ok\n"):
+        assert not SAFE_NAME.match(name), name
+
+
+def test_language_model_names_are_model_names():
+    names = typing.get_args(typing.get_type_hints(ModelConfig)["name"])
+    assert set(LANGUAGE_MODEL_NAMES) <= set(names)
+
+
+def test_configs_built_in_code_validate_without_a_file():
+    config = PipelineConfig(name="demo", model=ModelConfig(name="transformer", num_heads=3))
+    with pytest.raises(FieldError) as error:
+        config.validate()
+    assert (error.value.key, error.value.value) == ("model.embedding_dim", 128)
+    PipelineConfig(name="demo").validate()

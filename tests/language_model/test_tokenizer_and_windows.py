@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.layer_testing import run_preprocessing_layer_test
 from tfnlp.backend import tf
 from tfnlp.config.schema import DataConfig
 from tfnlp.data.corpus import read_corpus, split_corpus
@@ -48,22 +49,55 @@ def test_wordpiece_round_trip():
     assert layer.detokenize(ids).numpy().tolist() == [b"hello world", b"the door"]
 
 
-def test_tokenizer_same_in_tf_data_and_direct(characters):
-    direct = characters(tf.constant(TEXTS[:4])).to_list()
-    mapped = tf.data.Dataset.from_tensor_slices(TEXTS[:4]).batch(2).map(characters)
-    assert [row for batch in mapped for row in batch.to_list()] == direct
+@pytest.mark.parametrize("tokenizer", ["character", "wordpiece"])
+def test_tokenizer_layer_harness(tokenizer):
+    """Eager, tf.function, tf.data, config and SavedModel round trips: identical ragged ids."""
+    layer = LanguageModelTokenizer.from_texts(TEXTS, vocab_size=64, tokenizer=tokenizer)
+    run_preprocessing_layer_test(
+        LanguageModelTokenizer,
+        {"vocabulary": layer.vocabulary, "tokenizer": tokenizer, "max_bytes": 12},
+        TEXTS[:4] + ["", "Hello @bob 42 http://x.io"],
+        expected_output_dtype=tf.int32,
+    )
 
 
-def test_tokenizer_config_round_trip(characters):
-    clone = LanguageModelTokenizer.from_config(characters.get_config())
-    assert clone(tf.constant(["held"])).to_list() == characters(tf.constant(["held"])).to_list()
+def test_known_characters_give_known_ids():
+    vocabulary = LM_RESERVED_TOKENS + ["a", "b", " "]
+    run_preprocessing_layer_test(
+        LanguageModelTokenizer,
+        {"vocabulary": vocabulary, "max_bytes": 4},
+        ["ab a", "Bc", "", "aaaaaa"],
+        expected_output=[[EOS_ID, 3, 4, 5, 3], [EOS_ID, 4, UNK_ID], [EOS_ID], [EOS_ID, 3, 3, 3, 3]],
+        expected_output_dtype=tf.int32,
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"vocabulary": ["[PAD]", "[UNK]", "a"]}, "must start with"),
-    ({"vocabulary": LM_RESERVED_TOKENS, "tokenizer": "bpe"}, "`tokenizer` must be one of"),
-    ({"vocabulary": LM_RESERVED_TOKENS, "max_bytes": 0}, "`max_bytes` must be"),
-])
+def test_tokenizer_config_saved_before_the_shared_base_still_loads():
+    saved = {
+        "name": "language_model_tokenizer",
+        "trainable": False,
+        "dtype": "float32",
+        "vocabulary": LM_RESERVED_TOKENS + ["h", "i"],
+        "tokenizer": "character",
+        "lowercase": False,
+        "replace_urls": True,
+        "replace_mentions": True,
+        "replace_numbers": True,
+        "max_bytes": 100,
+    }
+    layer = LanguageModelTokenizer.from_config(saved)
+    assert layer.get_config() == saved
+    assert layer(tf.constant(["hiH"])).to_list() == [[EOS_ID, 3, 4, UNK_ID]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"vocabulary": ["[PAD]", "[UNK]", "a"]}, "must start with"),
+        ({"vocabulary": LM_RESERVED_TOKENS, "tokenizer": "bpe"}, "`tokenizer` must be one of"),
+        ({"vocabulary": LM_RESERVED_TOKENS, "max_bytes": 0}, "`max_bytes` must be"),
+    ],
+)
 def test_tokenizer_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LanguageModelTokenizer(**kwargs)

@@ -3,8 +3,18 @@ import collections
 import numpy as np
 import pytest
 
+from tests.layer_testing import run_preprocessing_layer_test
 from tfnlp.backend import keras, tf
-from tfnlp.preprocessing import RESERVED_TOKENS, TextPreprocessor, learn_vocabulary, load_stopwords
+from tfnlp.preprocessing import (
+    RESERVED_TOKENS,
+    LanguageModelTokenizer,
+    NormalizingTokenizer,
+    TextPreprocessor,
+    learn_vocabulary,
+    load_stopwords,
+    normalize_text,
+)
+from tfnlp.preprocessing.lm_tokenizer import LM_RESERVED_TOKENS
 
 TEXTS = [
     "I love this car :) #happy",
@@ -17,8 +27,9 @@ TEXTS = [
 
 @pytest.fixture(scope="module", params=["word", "wordpiece"])
 def layer(request):
-    return TextPreprocessor.from_texts(TEXTS * 3, vocab_size=80, tokenizer=request.param,
-                                       sequence_length=12)
+    return TextPreprocessor.from_texts(
+        TEXTS * 3, vocab_size=80, tokenizer=request.param, sequence_length=12
+    )
 
 
 def test_output_is_int32_padded_to_the_longest_row(layer):
@@ -52,32 +63,74 @@ def test_accepts_batch_by_one_inputs(layer):
     np.testing.assert_array_equal(flat, column)
 
 
-def test_same_ids_in_tf_data_batched_and_unbatched(layer):
+def test_layer_harness(layer):
+    """Eager, tf.function, tf.data, config and SavedModel round trips: identical int32 ids."""
+    run_preprocessing_layer_test(
+        TextPreprocessor,
+        {"vocabulary": layer.vocabulary, "tokenizer": layer.tokenizer, "sequence_length": 12},
+        TEXTS,
+        expected_output=layer(tf.constant(TEXTS)),
+        expected_output_dtype=tf.int32,
+    )
+
+
+def test_a_batch_gives_each_text_its_own_ids(layer):
     direct = layer(tf.constant(TEXTS[:4])).numpy()
-    batched = next(iter(tf.data.Dataset.from_tensor_slices(TEXTS[:4]).batch(4).map(layer)))
-    np.testing.assert_array_equal(direct, batched.numpy())
     singles = [layer(tf.constant([t])).numpy()[0] for t in TEXTS[:4]]
     for row, single in zip(direct, singles):
         np.testing.assert_array_equal(row[: len(single)], single)
 
 
-def test_config_round_trip(layer):
-    clone = TextPreprocessor.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    np.testing.assert_array_equal(clone(tf.constant(TEXTS)).numpy(),
-                                  layer(tf.constant(TEXTS)).numpy())
-
-
-def test_survives_saved_model_round_trip(layer, tmp_path):
-    module = tf.Module()
-    module.layer = layer
-    module.serve = tf.function(
-        lambda texts: layer(texts), input_signature=[tf.TensorSpec([None], tf.string)]
+@pytest.mark.parametrize(
+    "tokenizer, vocabulary, texts, expected",
+    [
+        (
+            "word",
+            ["i", "love", "xxurl", "xxuser", "xxnum", ":)", "!"],
+            ["I love @bob :)", "http://x.io 42 !!", "unknown"],
+            [[2, 3, 5, 7], [4, 6, 8, 8], [1, 0, 0, 0]],
+        ),
+        ("wordpiece", ["car", "##s", "xxnum"], ["Cars 3", "carpet"], [[2, 3, 4], [1, 0, 0]]),
+    ],
+)
+def test_known_vocabulary_gives_known_ids(tokenizer, vocabulary, texts, expected):
+    run_preprocessing_layer_test(
+        TextPreprocessor,
+        {"vocabulary": RESERVED_TOKENS + vocabulary, "tokenizer": tokenizer},
+        texts,
+        expected_output=expected,
+        expected_output_dtype=tf.int32,
     )
-    tf.saved_model.save(module, str(tmp_path / "m"))
-    loaded = tf.saved_model.load(str(tmp_path / "m"))
-    np.testing.assert_array_equal(loaded.serve(tf.constant(TEXTS)).numpy(),
-                                  layer(tf.constant(TEXTS)).numpy())
+
+
+def test_config_saved_before_the_shared_base_still_loads():
+    saved = {
+        "name": "text_preprocessor",
+        "trainable": False,
+        "dtype": "float32",
+        "vocabulary": RESERVED_TOKENS + ["car"],
+        "tokenizer": "word",
+        "sequence_length": 8,
+        "lowercase": True,
+        "replace_urls": True,
+        "replace_mentions": False,
+        "replace_numbers": True,
+        "stopwords": ["the"],
+    }
+    layer = TextPreprocessor.from_config(saved)
+    assert layer.get_config() == saved
+    assert layer(tf.constant(["the CAR @x"])).numpy().tolist() == [[2, 1, 1]]
+
+
+def test_both_tokenizer_layers_normalize_exactly_like_normalize_text():
+    texts = tf.constant(TEXTS + ["ÇA VA @Bob 3 www.x.io", "x" * 2000])
+    options = {"lowercase": False, "replace_mentions": False}
+    classifier = TextPreprocessor(RESERVED_TOKENS, "word", sequence_length=8, **options)
+    language_model = LanguageModelTokenizer(LM_RESERVED_TOKENS, max_bytes=8 * 64, **options)
+    expected = normalize_text(texts, max_bytes=8 * 64, **options).numpy().tolist()
+    for layer in (classifier, language_model):
+        assert isinstance(layer, NormalizingTokenizer)
+        assert layer.normalize(texts).numpy().tolist() == expected
 
 
 def test_keras_model_save_and_safe_load(layer, tmp_path):
@@ -85,13 +138,15 @@ def test_keras_model_save_and_safe_load(layer, tmp_path):
     model = keras.Model(inputs, layer(inputs))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_array_equal(loaded(tf.constant(TEXTS)).numpy(),
-                                  model(tf.constant(TEXTS)).numpy())
+    np.testing.assert_array_equal(
+        loaded(tf.constant(TEXTS)).numpy(), model(tf.constant(TEXTS)).numpy()
+    )
 
 
 def test_stopwords_are_removed_when_given():
-    layer = TextPreprocessor.from_texts(TEXTS, vocab_size=80, tokenizer="word",
-                                        stopwords=["i", "the", "is"])
+    layer = TextPreprocessor.from_texts(
+        TEXTS, vocab_size=80, tokenizer="word", stopwords=["i", "the", "is"]
+    )
     tokens = layer.split_words(tf.constant(["I think the car is not ok"])).to_list()[0]
     assert tokens == [b"think", b"car", b"not", b"ok"]
 
@@ -111,11 +166,9 @@ def test_stopwords_file_and_missing_corpus_message(tmp_path, monkeypatch):
 
 def test_vocabulary_learning():
     counts = {"car": 10, "cars": 5, "carpet": 3, "rare": 1}
-    words = learn_vocabulary(collections.Counter(counts), tokenizer="word",
-                             vocab_size=4)
+    words = learn_vocabulary(collections.Counter(counts), tokenizer="word", vocab_size=4)
     assert words == RESERVED_TOKENS + ["car", "cars"]
-    pieces = learn_vocabulary(collections.Counter(counts), tokenizer="wordpiece",
-                              vocab_size=40)
+    pieces = learn_vocabulary(collections.Counter(counts), tokenizer="wordpiece", vocab_size=40)
     assert pieces[:2] == RESERVED_TOKENS
     assert "car" in pieces and "##s" in pieces
 
@@ -125,8 +178,10 @@ def test_vocabulary_learning():
     [
         ({"vocabulary": ["a", "b"]}, r"`vocabulary` must start with \['\[PAD\]', '\[UNK\]'\]"),
         ({"vocabulary": RESERVED_TOKENS, "tokenizer": "bpe"}, "`tokenizer` must be one of"),
-        ({"vocabulary": RESERVED_TOKENS, "sequence_length": 0},
-         "`sequence_length` must be a positive"),
+        (
+            {"vocabulary": RESERVED_TOKENS, "sequence_length": 0},
+            "`sequence_length` must be a positive",
+        ),
     ],
 )
 def test_invalid_arguments(kwargs, message):

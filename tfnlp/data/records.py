@@ -11,7 +11,13 @@ class DataError(ValueError):
 
 @dataclass
 class LabelledTexts:
-    """Texts with their string labels (and optional per-example weights), in file order."""
+    """Texts with their string labels (and optional per-example weights), in file order.
+
+    Example:
+        >>> examples = LabelledTexts(["a", "b", "c"], ["x", "y", "x"])
+        >>> len(examples), examples.take([2, 0])
+        (3, LabelledTexts(texts=['c', 'a'], labels=['x', 'x'], weights=None))
+    """
 
     texts: list[str]
     labels: list[str]
@@ -31,7 +37,14 @@ class LabelledTexts:
 
 @dataclass
 class LoadReport:
-    """What reading a source did: rows read and kept, rows skipped (with why), bytes replaced."""
+    """What reading a source did: rows read and kept, rows skipped (with why), bytes replaced.
+
+    Example:
+        >>> report = LoadReport("data.csv", rows_read=3, rows_kept=2,
+        ...                     skipped=[{"line": 3, "reason": "missing text"}])
+        >>> report.summary()
+        'data.csv: read 3 rows, kept 2, skipped 1, replaced 0 invalid UTF-8 sequences with U+FFFD'
+    """
 
     source: str
     rows_read: int = 0

@@ -9,6 +9,8 @@ from tfnlp.data.records import DataError, LabelledTexts
 
 @dataclass
 class Splits:
+    """The train, validation and test examples (disjoint)."""
+
     train: LabelledTexts
     validation: LabelledTexts
     test: LabelledTexts
@@ -32,6 +34,11 @@ def split_examples(
 
     Raises:
         DataError: the fractions leave no training data, or a class is too small to stratify.
+
+    Example:
+        >>> examples = LabelledTexts([f"text {i}" for i in range(20)], ["a", "b"] * 10)
+        >>> split_examples(examples, validation_fraction=0.2, test_fraction=0.2, seed=0).sizes()
+        {'train': 12, 'validation': 4, 'test': 4}
     """
     from sklearn.model_selection import train_test_split
 

@@ -21,6 +21,12 @@ def token_stream(texts: list[str], tokenizer, batch_size: int = 1024) -> np.ndar
         texts: the texts, in order.
         tokenizer: a `LanguageModelTokenizer` (its call prepends `[EOS]` to each text).
         batch_size: texts tokenized per tf.data batch.
+
+    Example:
+        >>> from tfnlp.preprocessing import LanguageModelTokenizer
+        >>> tokenizer = LanguageModelTokenizer(["[PAD]", "[UNK]", "[EOS]", "a", "b"])
+        >>> token_stream(["ab", "b"], tokenizer).tolist()
+        [2, 3, 4, 2, 4, 2]
     """
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
     dataset = dataset.map(lambda t: tokenizer(t).flat_values,
@@ -30,7 +36,12 @@ def token_stream(texts: list[str], tokenizer, batch_size: int = 1024) -> np.ndar
 
 
 def count_windows(stream_length: int, sequence_length: int, stride: int) -> int:
-    """How many `sequence_length + 1` windows, `stride` apart, fit in the stream."""
+    """How many `sequence_length + 1` windows, `stride` apart, fit in the stream.
+
+    Example:
+        >>> count_windows(20, sequence_length=4, stride=3), count_windows(4, 4, 1)
+        (6, 0)
+    """
     return max(0, (stream_length - sequence_length - 1) // stride + 1)
 
 
@@ -55,6 +66,13 @@ def build_windows(
 
     Raises:
         DataError: the stream is shorter than one window.
+
+    Example:
+        >>> stream = np.arange(10, dtype=np.int32)
+        >>> windows = build_windows(stream, sequence_length=4, stride=4, batch_size=2)
+        >>> inputs, targets = next(iter(windows))
+        >>> inputs.numpy().tolist(), targets.numpy().tolist()
+        ([[0, 1, 2, 3], [4, 5, 6, 7]], [[1, 2, 3, 4], [5, 6, 7, 8]])
     """
     count = count_windows(len(stream), sequence_length, stride)
     if count == 0:

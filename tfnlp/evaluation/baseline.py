@@ -10,8 +10,23 @@ from tfnlp.evaluation.metrics import classification_metrics
 def tfidf_logreg_baseline(train_texts, y_train, test_texts, y_test, labels, seed: int = 42) -> dict:
     """Fits TF-IDF (word 1–2-grams) + logistic regression on train, scores it on test.
 
+    Args:
+        train_texts: the training texts.
+        y_train: their label ids.
+        test_texts: the texts it is scored on.
+        y_test: their label ids.
+        labels: label names in id order.
+        seed: the logistic regression's random state.
+
     Returns:
         `classification_metrics` of the baseline plus its fit time in seconds.
+
+    Example:
+        >>> train = ["good day", "great day", "bad day", "awful day"]
+        >>> metrics = tfidf_logreg_baseline(train, [1, 1, 0, 0], ["good", "awful"], [1, 0],
+        ...                                 ["negative", "positive"])
+        >>> metrics["accuracy"], metrics["confusion_matrix"]
+        (1.0, [[1, 0], [0, 1]])
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression

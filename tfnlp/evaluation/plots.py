@@ -16,7 +16,26 @@ def _pyplot():
 
 
 def plot_training_curves(history_csv: Path, output: Path) -> Path:
-    """Loss and accuracy per epoch (train vs validation) from Keras's CSVLogger file."""
+    r"""Loss and accuracy per epoch (train vs validation) from Keras's CSVLogger file.
+
+    Args:
+        history_csv: the CSVLogger file (`epoch` column, `loss`, `val_loss`, ...).
+        output: the PNG to write.
+
+    Returns:
+        `output`.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     history = Path(directory) / "history.csv"
+        ...     rows = ["epoch,loss,accuracy,val_loss,val_accuracy", "0,1.0,0.5,1.1,0.4",
+        ...             "1,0.8,0.6,0.9,0.5"]
+        ...     _ = history.write_text("\n".join(rows))
+        ...     png = plot_training_curves(history, Path(directory) / "curves.png")
+        ...     png.name, png.read_bytes()[:4]
+        ('curves.png', b'\x89PNG')
+    """
     plt = _pyplot()
     with open(history_csv, newline="") as file:
         rows = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()]
@@ -39,7 +58,25 @@ def plot_training_curves(history_csv: Path, output: Path) -> Path:
 
 
 def plot_confusion_matrix(matrix, labels: list[str], output: Path, title: str) -> Path:
-    """A confusion matrix heat map (rows: true label, columns: predicted), counts annotated."""
+    r"""A confusion matrix heat map (rows: true label, columns: predicted), counts annotated.
+
+    Args:
+        matrix: counts, `matrix[true][predicted]`.
+        labels: label names in id order.
+        output: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        `output`.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     output = Path(directory) / "confusion.png"
+        ...     png = plot_confusion_matrix([[5, 1], [2, 7]], ["neg", "pos"], output, "test")
+        ...     png.name, png.read_bytes()[:4]
+        ('confusion.png', b'\x89PNG')
+    """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(1.6 * len(labels) + 2, 1.4 * len(labels) + 1.5))
     image = axis.imshow(matrix, cmap="Blues")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 
-import tensorflow_text as tf_text
-
 from tfnlp.backend import keras, tf
-from tfnlp.preprocessing.normalization import normalize_text
+from tfnlp.preprocessing.base import NormalizingTokenizer
 from tfnlp.preprocessing.pretokenization import split_words
 from tfnlp.preprocessing.vocabulary import PAD_TOKEN, UNK_TOKEN, count_words, learn_vocabulary
 
@@ -24,8 +22,10 @@ LM_TOKENIZERS = ("character", "wordpiece")
 
 
 @keras.saving.register_keras_serializable(package="tfnlp")
-class LanguageModelTokenizer(keras.layers.Layer):
+class LanguageModelTokenizer(NormalizingTokenizer):
     """Normalise, then split into characters or WordPieces; and back from ids to text.
+
+    The vocabulary checks, normalisation and their config keys are `NormalizingTokenizer`'s.
 
     Args:
         vocabulary: tokens in id order; must start with `[PAD]`, `[UNK]`, `[EOS]`.
@@ -42,6 +42,9 @@ class LanguageModelTokenizer(keras.layers.Layer):
         <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'cab'], dtype=object)>
     """
 
+    reserved_tokens = LM_RESERVED_TOKENS
+    tokenizers = LM_TOKENIZERS
+
     def __init__(
         self,
         vocabulary: list[str],
@@ -53,43 +56,27 @@ class LanguageModelTokenizer(keras.layers.Layer):
         max_bytes: int = 65536,
         **kwargs,
     ):
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-        if tokenizer not in LM_TOKENIZERS:
-            raise ValueError(
-                f"`tokenizer` must be one of {LM_TOKENIZERS}. Received: tokenizer={tokenizer!r}."
-            )
-        vocabulary = list(vocabulary)
-        if vocabulary[:3] != LM_RESERVED_TOKENS:
-            raise ValueError(
-                f"`vocabulary` must start with {LM_RESERVED_TOKENS}. "
-                f"Received: vocabulary[:3]={vocabulary[:3]!r}."
-            )
         if not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError(
                 f"`max_bytes` must be a positive integer. Received: max_bytes={max_bytes!r}."
             )
-        self.vocabulary = vocabulary
-        self.tokenizer = tokenizer
-        self.lowercase = lowercase
-        self.replace_urls = replace_urls
-        self.replace_mentions = replace_mentions
-        self.replace_numbers = replace_numbers
+        super().__init__(
+            vocabulary,
+            tokenizer,
+            lowercase=lowercase,
+            replace_urls=replace_urls,
+            replace_mentions=replace_mentions,
+            replace_numbers=replace_numbers,
+            **kwargs,
+        )
         self.max_bytes = max_bytes
         # What ids turn back into: reserved tokens print as nothing.
-        self._id_to_text = tf.constant([""] * len(LM_RESERVED_TOKENS) + vocabulary[3:])
+        reserved = len(LM_RESERVED_TOKENS)
+        self._id_to_text = tf.constant([""] * reserved + list(self.vocabulary)[reserved:])
         if tokenizer == "wordpiece":
-            self._wordpiece = tf_text.FastWordpieceTokenizer(
-                vocab=vocabulary, token_out_type=tf.int64, unknown_token=UNK_TOKEN,
-                no_pretokenization=True, support_detokenization=True,
-            )
+            self._wordpiece = self._wordpiece_tokenizer(support_detokenization=True)
         else:
-            self._char_table = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(
-                    tf.constant(vocabulary), tf.range(len(vocabulary), dtype=tf.int64)
-                ),
-                default_value=UNK_ID,
-            )
+            self._char_table = self._token_table()
 
     @classmethod
     def from_texts(
@@ -99,6 +86,10 @@ class LanguageModelTokenizer(keras.layers.Layer):
 
         Characters: the `vocab_size - 3` most frequent ones. WordPiece: tensorflow-text's
         learner over the normalised words, as for the classifiers.
+
+        Example:
+            >>> list(LanguageModelTokenizer.from_texts(["abba", "Cab"], vocab_size=5).vocabulary)
+            ['[PAD]', '[UNK]', '[EOS]', 'a', 'b']
         """
         texts = list(texts)
         probe = cls(LM_RESERVED_TOKENS, tokenizer="character", **kwargs)
@@ -121,22 +112,20 @@ class LanguageModelTokenizer(keras.layers.Layer):
         return cls(vocabulary, tokenizer=tokenizer, **kwargs)
 
     @property
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary)
-
-    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
-        """The normalised strings (same shape as `texts`)."""
-        return normalize_text(
-            texts, lowercase=self.lowercase, replace_urls=self.replace_urls,
-            replace_mentions=self.replace_mentions, replace_numbers=self.replace_numbers,
-            max_bytes=self.max_bytes,
-        )
+    def max_input_bytes(self) -> int:
+        return self.max_bytes
 
     def _characters(self, texts: tf.Tensor) -> tf.RaggedTensor:
         return tf.strings.unicode_split(self.normalize(texts), "UTF-8", errors="replace")
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        """Ragged int32 ids `[batch, (tokens)]` of a 1-D batch of strings (no `[EOS]`)."""
+        """Ragged int32 ids `[batch, (tokens)]` of a 1-D batch of strings (no `[EOS]`).
+
+        Example:
+            >>> layer = LanguageModelTokenizer(["[PAD]", "[UNK]", "[EOS]", "a", "b"])
+            >>> layer.tokenize(tf.constant(["Ab", "c"])).to_list()
+            [[3, 4], [1]]
+        """
         if self.tokenizer == "wordpiece":
             ids = self._wordpiece.tokenize(split_words(self.normalize(texts))).merge_dims(-2, -1)
         else:
@@ -144,7 +133,13 @@ class LanguageModelTokenizer(keras.layers.Layer):
         return tf.cast(ids, tf.int32)
 
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
-        """Strings from `[batch, length]` ids (dense or ragged); reserved ids are dropped."""
+        """Strings from `[batch, length]` ids (dense or ragged); reserved ids are dropped.
+
+        Example:
+            >>> layer = LanguageModelTokenizer(["[PAD]", "[UNK]", "[EOS]", "a", "b"])
+            >>> layer.detokenize(tf.constant([[2, 3, 4, 0], [4, 1, 3, 3]])).numpy().tolist()
+            [b'ab', b'baa']
+        """
         ids = tf.cast(ids, tf.int64)
         if not isinstance(ids, tf.RaggedTensor):
             ids = tf.RaggedTensor.from_tensor(ids)
@@ -156,21 +151,10 @@ class LanguageModelTokenizer(keras.layers.Layer):
 
     def call(self, inputs):
         """`[EOS]` + the ids of each string, as ragged int32 `[batch, (tokens)]`."""
-        texts = tf.convert_to_tensor(inputs)
-        if texts.shape.rank == 2:
-            texts = tf.squeeze(texts, axis=-1)
+        texts = self._batch_of_strings(inputs)
         ids = self.tokenize(texts)
         eos = tf.fill([tf.shape(texts)[0], 1], tf.constant(EOS_ID, tf.int32))
         return tf.concat([eos, ids], axis=1)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "vocabulary": self.vocabulary,
-            "tokenizer": self.tokenizer,
-            "lowercase": self.lowercase,
-            "replace_urls": self.replace_urls,
-            "replace_mentions": self.replace_mentions,
-            "replace_numbers": self.replace_numbers,
-            "max_bytes": self.max_bytes,
-        }
+        return {**super().get_config(), "max_bytes": self.max_bytes}

@@ -21,9 +21,7 @@ _MENTION = r"@\w+"
 # A standalone number, with thousands separators, decimals or times: "3", "1,000", "2.5",
 # "12:30", but not the digits inside "utf8", "2.5h" or "12:30pm". RE2 has no look-around, so
 # the characters on each side are captured and put back.
-_NUMBER = (
-    r"(^|[^\pL\pN_])(\p{Nd}+(?:[.,:]\p{Nd}+)*)([^\pL\pN_.,:]|[.,:](?:[^\pN]|$)|$)"
-)
+_NUMBER = r"(^|[^\pL\pN_])(\p{Nd}+(?:[.,:]\p{Nd}+)*)([^\pL\pN_.,:]|[.,:](?:[^\pN]|$)|$)"
 # Runs of RE2 whitespace (`\s` is [\t\n\f\r ]) that are not already a single space: the
 # same result as `\s+` -> " ", but a tweet's ordinary single spaces are not rewritten (3x faster).
 _WHITESPACE_RUN = r" [\t\n\f\r ]+|[\t\n\f\r][\t\n\f\r ]*"
@@ -60,7 +58,7 @@ def normalize_text(
 
     Example:
         >>> normalize_text(tf.constant(["Visit https://x.io NOW, @bob!! 2024"])).numpy()
-        array([b'visit xxurl now, xxuser!! xxnum'], dtype=object)
+        array([b'visit xxurl now, xxuser !! xxnum'], dtype=object)
     """
     texts = tf.convert_to_tensor(texts, dtype=tf.string)
     if max_bytes is not None:
@@ -92,10 +90,14 @@ def normalize_text(
 
 
 def repair_utf8(texts: tf.Tensor) -> tf.Tensor:
-    """Replaces invalid UTF-8 (e.g. a character cut by truncation) with U+FFFD.
+    r"""Replaces invalid UTF-8 (e.g. a character cut by truncation) with U+FFFD.
 
     Exactly `unicode_transcode(errors="replace")`, but only the invalid strings are transcoded:
     checking validity is 4x cheaper than transcoding, and almost every input is valid.
+
+    Example:
+        >>> repair_utf8(tf.constant([b"caf\xc3", b"ok"])).numpy().tolist()
+        [b'caf\xef\xbf\xbd', b'ok']
     """
     flat = tf.reshape(texts, [-1])  # any shape, scalars included
     invalid = tf.where(tf.logical_not(tf.strings.regex_full_match(flat, _VALID_UTF8)))

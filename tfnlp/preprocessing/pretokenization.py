@@ -11,9 +11,7 @@ from __future__ import annotations
 from tfnlp.backend import tf
 
 # Western emoticons, both orientations: :) :-( ;D :P =] <3 (:
-_EMOTICON = (
-    r"(?:[:;=8][\-o\*']?[\)\]\(\[dpP/\\\|@3]|<3|[\)\]\(\[/\\\|][\-o\*']?[:;=])"
-)
+_EMOTICON = r"(?:[:;=8][\-o\*']?[\)\]\(\[dpP/\\\|@3]|<3|[\)\]\(\[/\\\|][\-o\*']?[:;=])"
 # Punctuation except the apostrophe (kept inside words: "don't"), and symbols (emoji included).
 _PUNCTUATION = r"[^\P{P}']|\p{S}"
 _NO_SPACE_SCRIPTS = (

@@ -6,12 +6,28 @@ from pathlib import Path
 
 
 def load_stopwords(path: str | None = None, language: str = "english") -> list[str]:
-    """Reads stop words from a file (one per line) or from nltk's `stopwords` corpus.
+    r"""Reads stop words from a file (one per line) or from nltk's `stopwords` corpus.
+
+    Args:
+        path: a file with one stop word per line (read lower-cased, de-duplicated).
+        language: the nltk corpus language when no file is given.
+
+    Returns:
+        The sorted stop words.
 
     Raises:
         FileNotFoundError: `path` does not exist.
         LookupError: no file was given and nltk's stopwords corpus is not installed, with the
             commands that install it.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = Path(directory) / "stop.txt"
+        ...     _ = path.write_text("The\nis\n\n a \n")
+        ...     load_stopwords(str(path))
+        ['a', 'is', 'the']
     """
     if path is not None:
         file = Path(path)

@@ -16,7 +16,12 @@ RESERVED_TOKENS = [PAD_TOKEN, UNK_TOKEN]
 def count_words(
     texts: Iterable[str], split: Callable[[tf.Tensor], tf.RaggedTensor], batch_size: int = 2048
 ) -> collections.Counter:
-    """Counts the words `split` (normalise + pre-tokenize, in TF) produces over `texts`."""
+    """Counts the words `split` (normalise + pre-tokenize, in TF) produces over `texts`.
+
+    Example:
+        >>> count_words(["good good day", "day"], tf.strings.split)
+        Counter({'good': 2, 'day': 2})
+    """
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
     dataset = dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
     counts: collections.Counter = collections.Counter()
@@ -35,10 +40,22 @@ def learn_vocabulary(
         tokenizer: "word" (most frequent words) or "wordpiece" (tensorflow-text's learner).
         vocab_size: the maximum size, reserved tokens included.
         min_count: word-level only: rarer words map to `[UNK]`.
+
+    Returns:
+        The tokens in id order.
+
+    Raises:
+        ValueError: an unknown `tokenizer`.
+
+    Example:
+        >>> counts = collections.Counter({"car": 10, "cars": 5, "carpet": 3, "rare": 1})
+        >>> learn_vocabulary(counts, tokenizer="word", vocab_size=4)
+        ['[PAD]', '[UNK]', 'car', 'cars']
     """
     if tokenizer == "word":
-        common = [w for w, c in word_counts.most_common() if c >= min_count and w not in
-                  RESERVED_TOKENS]
+        common = [
+            w for w, c in word_counts.most_common() if c >= min_count and w not in RESERVED_TOKENS
+        ]
         return RESERVED_TOKENS + common[: vocab_size - len(RESERVED_TOKENS)]
     if tokenizer == "wordpiece":
         from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
