@@ -1,4 +1,7 @@
-"""LM models (shapes, causality, tied embeddings, precision) and in-graph decoding."""
+"""LM models (shapes, causality, tied embeddings, precision, start/step) and in-graph decoding.
+
+The samplers and the decoding loop on their own: tests/models/test_samplers.py and
+tests/models/test_decoding.py."""
 
 import math
 
@@ -8,7 +11,7 @@ import pytest
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import ModelConfig
 from tfnlp.evaluation.language_model import evaluate_language_model, language_model_metrics
-from tfnlp.generation import GenerationModule, choose_next_token, filter_logits
+from tfnlp.export.generation import GenerationModule
 from tfnlp.models.language_model import (
     LSTMLanguageModel,
     TransformerLanguageModel,
@@ -18,8 +21,14 @@ from tfnlp.preprocessing.lm_tokenizer import EOS_ID, PAD_ID, LanguageModelTokeni
 from tfnlp.training.precision import precision_scope
 
 TEXTS = ["the cat sat on the mat", "a dog ate the hat", "mat and hat and cat"] * 5
-SMALL = {"embedding_dim": 16, "units": 16, "num_heads": 2, "ff_dim": 32, "num_layers": 2,
-         "dropout": 0.0}
+SMALL = {
+    "embedding_dim": 16,
+    "units": 16,
+    "num_heads": 2,
+    "ff_dim": 32,
+    "num_layers": 2,
+    "dropout": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +39,20 @@ def tokenizer():
 @pytest.fixture(scope="module", params=["lstm", "transformer"])
 def module(request, tokenizer):
     keras.utils.set_random_seed(0)
-    model = build_language_model(ModelConfig(name=request.param, **SMALL),
-                                 tokenizer.vocabulary_size, context_length=6)
+    model = build_language_model(
+        ModelConfig(name=request.param, **SMALL), tokenizer.vocabulary_size, context_length=6
+    )
     return GenerationModule(model, tokenizer)
 
 
 def _generate(module, prompts, max_tokens=10, temperature=0.0, top_k=0, top_p=1.0, seed=0):
     return module.generate_with_options(
-        tf.constant(prompts), tf.constant(max_tokens), tf.constant(temperature),
-        tf.constant(top_k), tf.constant(top_p), tf.constant(seed, tf.int64),
+        tf.constant(prompts),
+        tf.constant(max_tokens),
+        tf.constant(temperature),
+        tf.constant(top_k),
+        tf.constant(top_p),
+        tf.constant(seed, tf.int64),
     )
 
 
@@ -55,8 +69,9 @@ def test_models_are_causal_with_float32_logits(name):
 
 
 def test_tied_embeddings_share_the_matrix():
-    tied = TransformerLanguageModel(30, 8, embedding_dim=16, num_heads=2, ff_dim=32,
-                                    tie_embeddings=True)
+    tied = TransformerLanguageModel(
+        30, 8, embedding_dim=16, num_heads=2, ff_dim=32, tie_embeddings=True
+    )
     untied = TransformerLanguageModel(30, 8, embedding_dim=16, num_heads=2, ff_dim=32)
     tied(tf.zeros([1, 4], tf.int32))
     untied(tf.zeros([1, 4], tf.int32))
@@ -64,8 +79,10 @@ def test_tied_embeddings_share_the_matrix():
     assert not hasattr(tied, "logits_layer")
 
 
-@pytest.mark.parametrize("cls, kwargs", [(LSTMLanguageModel, {"units": 8}),
-                                         (TransformerLanguageModel, {"context_length": 8})])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [(LSTMLanguageModel, {"units": 8}), (TransformerLanguageModel, {"context_length": 8})],
+)
 def test_model_config_round_trip(cls, kwargs):
     model = cls(30, embedding_dim=8, num_layers=1, **kwargs)
     clone = cls.from_config(model.get_config())
@@ -93,10 +110,13 @@ def test_mixed_bfloat16_computes_in_bfloat16_with_float32_weights_and_logits(nam
 def test_mirrored_strategy_trains_a_mixed_precision_language_model():
     strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     with strategy.scope(), precision_scope("mixed_bfloat16"):
-        model = build_language_model(ModelConfig(name="transformer", **{**SMALL, "num_layers": 1}),
-                                     20, context_length=8)
-        model.compile(optimizer=keras.optimizers.Adam(0.01),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = build_language_model(
+            ModelConfig(name="transformer", **{**SMALL, "num_layers": 1}), 20, context_length=8
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     ids = np.tile(np.arange(3, 12, dtype=np.int32), (8, 1))
     history = model.fit(ids[:, :-1], ids[:, 1:], batch_size=8, epochs=2, verbose=0)
     assert strategy.num_replicas_in_sync == 2
@@ -119,31 +139,60 @@ def test_perplexity_of_a_known_distribution():
     metrics = evaluate_language_model(Fixed(), dataset, characters_per_token=2.0)
     assert metrics["tokens"] == 8
     assert metrics["bits_per_token"] == pytest.approx(1.5, rel=1e-6)
-    assert metrics["perplexity"] == pytest.approx(2 ** 1.5, rel=1e-6)
+    assert metrics["perplexity"] == pytest.approx(2**1.5, rel=1e-6)
     assert metrics["cross_entropy"] == pytest.approx(1.5 * math.log(2), rel=1e-6)
     assert metrics["bits_per_character"] == pytest.approx(0.75, rel=1e-6)
     with pytest.raises(ValueError, match="`tokens` must be positive"):
         language_model_metrics(1.0, 0)
 
 
-def test_filter_logits_top_k_and_top_p():
-    logits = tf.math.log(tf.constant([[0.5, 0.3, 0.15, 0.05]]))
-    kept = lambda k, p: (filter_logits(logits, k, p).numpy()[0] > -1e8).tolist()  # noqa: E731
-    assert kept(2, 1.0) == [True, True, False, False]
-    assert kept(0, 0.7) == [True, True, False, False]
-    assert kept(0, 0.9) == [True, True, True, False]
-    assert kept(0, 0.1) == [True, False, False, False]
-    assert kept(0, 1.0) == [True] * 4 and kept(10, 1.0) == [True] * 4
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_start_and_step_give_the_full_forward_pass_logits_at_each_position(name):
+    """Prompts of lengths 3 and 1, then 4 tokens fed one by one: at every position the
+    decoding logits are the logits of one forward pass over the whole text."""
+    model = build_language_model(ModelConfig(name=name, **SMALL), 30, context_length=8)
+    ids = np.random.default_rng(1).integers(3, 30, size=(2, 8)).astype(np.int32)  # (B, T)
+    full = model(ids, training=False).numpy()  # (B, T, V)
+    lengths = np.array([3, 1])
+    prompts = tf.ragged.constant([ids[0, :3].tolist(), ids[1, :1].tolist()], dtype=tf.int32)
+    logits, state = model.start(prompts, 4)
+    assert logits.dtype == tf.float32 and logits.shape == (2, 30)
+    np.testing.assert_allclose(logits.numpy(), full[[0, 1], lengths - 1], atol=1e-5)
+    for i in range(4):
+        positions = lengths + i
+        logits, state = model.step(tf.constant(ids[[0, 1], positions]), state)
+        np.testing.assert_allclose(logits.numpy(), full[[0, 1], positions], atol=1e-5)
 
 
-def test_seeded_sampling_is_reproducible_and_greedy_ignores_the_seed():
-    logits = tf.zeros([64, 50])
-    first = choose_next_token(logits, 1.0, 0, 1.0, seed=7, step=0).numpy()
-    assert (first == choose_next_token(logits, 1.0, 0, 1.0, seed=7, step=0).numpy()).all()
-    assert not (first == choose_next_token(logits, 1.0, 0, 1.0, seed=8, step=0).numpy()).all()
-    assert PAD_ID not in first and 1 not in first  # padding and [UNK] are never sampled
-    peaked = tf.one_hot([5, 9], 50) * 10
-    assert choose_next_token(peaked, 0.0, 0, 1.0, seed=1, step=0).numpy().tolist() == [5, 9]
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_next_token_logits_are_the_last_position_of_the_forward_pass(name):
+    model = build_language_model(ModelConfig(name=name, **SMALL), 30, context_length=4)
+    ids = np.random.default_rng(2).integers(3, 30, size=(1, 7)).astype(np.int32)
+    logits = model.next_token_logits(tf.ragged.constant([ids[0].tolist(), ids[0, :2].tolist()]))
+    # The Transformer sees only the last `context_length` (4) tokens.
+    window = ids[:, -4:] if name == "transformer" else ids
+    expected = [model(window).numpy()[0, -1], model(ids[:, :2]).numpy()[0, -1]]
+    assert logits.dtype == tf.float32
+    np.testing.assert_allclose(logits.numpy(), np.stack(expected), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_decoding_methods_trace_in_a_tf_function_with_the_eager_values(name):
+    model = build_language_model(ModelConfig(name=name, **SMALL), 30, context_length=4)
+
+    def two_steps(prompt_ids, max_tokens):
+        logits, state = model.start(prompt_ids, max_tokens)
+        token = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return model.step(token, state)[0]
+
+    traced = tf.function(
+        two_steps,
+        input_signature=[tf.RaggedTensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)],
+    )
+    prompts = tf.ragged.constant([[3, 4, 5, 6, 7], [8]], dtype=tf.int32)
+    np.testing.assert_allclose(
+        traced(prompts, tf.constant(3)).numpy(), two_steps(prompts, 3).numpy(), atol=1e-5
+    )
 
 
 def test_greedy_generation_matches_the_full_forward_pass(module, tokenizer):
@@ -168,8 +217,9 @@ def test_greedy_generation_matches_the_full_forward_pass(module, tokenizer):
 def test_batched_prompts_of_different_lengths_match_single_prompts(module):
     prompts = ["the cat sat on the", "a", ""]
     batched = _generate(module, prompts, max_tokens=6, temperature=0.0)["text"].numpy()
-    single = [_generate(module, [p], max_tokens=6, temperature=0.0)["text"].numpy()[0]
-              for p in prompts]
+    single = [
+        _generate(module, [p], max_tokens=6, temperature=0.0)["text"].numpy()[0] for p in prompts
+    ]
     assert batched.tolist() == single
 
 

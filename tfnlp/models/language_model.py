@@ -9,16 +9,23 @@ Two families share one interface so training, evaluation and decoding treat them
   position embeddings and optionally tied input/output embeddings. It sees at most
   `context_length` tokens; generation re-reads the last `context_length` tokens every step.
 
-Both compute their logits in float32 whatever the mixed-precision policy.
+Both compute their logits in float32 whatever the mixed-precision policy, and both decode
+through the same graph-friendly methods (`tfnlp.models.decoding.generate_ids` calls them):
+
+* `start(prompt_ids, max_tokens) -> (logits [batch, vocab], state)`: the logits of the token
+  after each prompt (int32 `RaggedTensor` `[batch, (length)]`, non-empty rows);
+* `step(token, state) -> (logits [batch, vocab], state)`: feeds one token `[batch]` per row;
+* `next_token_logits(prompt_ids) -> [batch, vocab]`: the logits after each prompt, no state.
+
+Prompts are right-padded inside these methods; the padding value never matters (the LSTM masks
+it and attention is causal).
 """
 
 from __future__ import annotations
 
 from tfnlp.backend import keras, tf
-from tfnlp.config.schema import ModelConfig
+from tfnlp.config.schema import LANGUAGE_MODEL_NAMES, ModelConfig
 from tfnlp.models.layers import PositionEmbedding, TransformerEncoderBlock
-
-LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
 
 
 def _positive(key: str, value) -> None:
@@ -56,11 +63,22 @@ class LSTMLanguageModel(keras.Model):
         TensorShape([2, 5, 100])
     """
 
-    def __init__(self, vocabulary_size: int, embedding_dim: int = 64, units: int = 256,
-                 num_layers: int = 2, dropout: float = 0.2, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 64,
+        units: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        for key, value in (("vocabulary_size", vocabulary_size), ("embedding_dim", embedding_dim),
-                           ("units", units), ("num_layers", num_layers)):
+        for key, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("embedding_dim", embedding_dim),
+            ("units", units),
+            ("num_layers", num_layers),
+        ):
             _positive(key, value)
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
@@ -80,23 +98,79 @@ class LSTMLanguageModel(keras.Model):
         zeros = tf.zeros([batch_size, self.units], self.compute_dtype)
         return [zeros] * (2 * self.num_layers)
 
-    def step(self, ids, states, mask=None, training=False):
+    def run_sequence(self, ids, states, mask=None, training=False):
         """Runs `ids` `[batch, time]` from `states`; returns (logits, new states).
 
         With `mask`, masked steps leave the state unchanged (right-padded prompts).
         """
-        x = self.embedding(ids)
+        x = self.embedding(ids)  # (B, T, E)
         new_states = []
         for i, lstm in enumerate(self.lstm_layers):
-            x, h, c = lstm(x, initial_state=states[2 * i: 2 * i + 2], mask=mask, training=training)
+            x, h, c = lstm(x, initial_state=states[2 * i : 2 * i + 2], mask=mask, training=training)
             x = self.dropout_layer(x, training=training)
             new_states += [h, c]
-        return self.logits_layer(x), new_states
+        return self.logits_layer(x), new_states  # (B, T, V)
 
     def call(self, ids, training=None):
         ids = tf.convert_to_tensor(ids)
-        logits, _ = self.step(ids, self.initial_state(tf.shape(ids)[0]), training=training)
+        logits, _ = self.run_sequence(ids, self.initial_state(tf.shape(ids)[0]), training=training)
         return logits
+
+    def start(self, prompt_ids: tf.RaggedTensor, max_tokens):
+        """Reads the prompts; returns (logits of the next token, the LSTM state after them).
+
+        Args:
+            prompt_ids: int32 `RaggedTensor` `[batch, (length)]`, no empty rows.
+            max_tokens: unused (the LSTM state does not grow); part of the shared interface.
+
+        Returns:
+            float32 logits `[batch, vocab]` and the state, `[h, c]` per layer.
+
+        Example:
+            >>> model = LSTMLanguageModel(30, embedding_dim=8, units=8)
+            >>> logits, state = model.start(tf.ragged.constant([[3, 4, 5], [6]]), 10)
+            >>> logits.shape, len(state)
+            (TensorShape([2, 30]), 4)
+        """
+        ids = prompt_ids.to_tensor()  # (B, T)
+        lengths = tf.cast(prompt_ids.row_lengths(), tf.int32)  # (B,)
+        mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
+        # Masked (padding) steps keep the state: each row ends in the state after its own prompt.
+        logits, states = self.run_sequence(ids, self.initial_state(tf.shape(ids)[0]), mask=mask)
+        return _last_logits(logits, lengths), states
+
+    def step(self, token, state):
+        """Feeds one token per row: one LSTM-cell step per layer.
+
+        Args:
+            token: int32 `[batch]`.
+            state: the state from `start` or the previous `step`.
+
+        Returns:
+            float32 logits `[batch, vocab]` of the token after `token`, and the new state.
+
+        Example:
+            >>> model = LSTMLanguageModel(30, embedding_dim=8, units=8)
+            >>> _, state = model.start(tf.ragged.constant([[3, 4]]), 10)
+            >>> model.step(tf.constant([5]), state)[0].shape
+            TensorShape([1, 30])
+        """
+        x = self.embedding(token)  # (B, E)
+        new_state = []
+        for i, lstm in enumerate(self.lstm_layers):
+            x, (h, c) = lstm.cell(x, state[2 * i : 2 * i + 2], training=False)  # (B, units)
+            new_state += [h, c]
+        return tf.cast(self.logits_layer(x), tf.float32), new_state
+
+    def next_token_logits(self, prompt_ids: tf.RaggedTensor) -> tf.Tensor:
+        """float32 `[batch, vocab]`: the logits of the token after each prompt.
+
+        Example:
+            >>> model = LSTMLanguageModel(30, embedding_dim=8, units=8)
+            >>> model.next_token_logits(tf.ragged.constant([[3, 4, 5], [6]])).shape
+            TensorShape([2, 30])
+        """
+        return _next_token_logits(self, prompt_ids)
 
     def get_config(self):
         return {
@@ -129,14 +203,27 @@ class TransformerLanguageModel(keras.Model):
         TensorShape([2, 5, 100])
     """
 
-    def __init__(self, vocabulary_size: int, context_length: int, embedding_dim: int = 128,
-                 num_layers: int = 2, num_heads: int = 4, ff_dim: int = 512,
-                 dropout: float = 0.1, tie_embeddings: bool = False, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        context_length: int,
+        embedding_dim: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        ff_dim: int = 512,
+        dropout: float = 0.1,
+        tie_embeddings: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        for key, value in (("vocabulary_size", vocabulary_size),
-                           ("context_length", context_length), ("embedding_dim", embedding_dim),
-                           ("num_layers", num_layers), ("num_heads", num_heads),
-                           ("ff_dim", ff_dim)):
+        for key, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("context_length", context_length),
+            ("embedding_dim", embedding_dim),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("ff_dim", ff_dim),
+        ):
             _positive(key, value)
         if embedding_dim % num_heads:
             raise ValueError(
@@ -162,9 +249,7 @@ class TransformerLanguageModel(keras.Model):
             epsilon=1e-5, dtype="float32", name="final_norm"
         )
         if not tie_embeddings:
-            self.logits_layer = keras.layers.Dense(
-                vocabulary_size, dtype="float32", name="logits"
-            )
+            self.logits_layer = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
 
     def call(self, ids, training=None):
         x = self.embedding(tf.convert_to_tensor(ids))
@@ -176,6 +261,74 @@ class TransformerLanguageModel(keras.Model):
             matrix = tf.cast(self.embedding.embeddings, tf.float32)
             return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
         return self.logits_layer(x)
+
+    def start(self, prompt_ids: tf.RaggedTensor, max_tokens):
+        """Reads the prompts into a token buffer; returns (next-token logits, state).
+
+        Args:
+            prompt_ids: int32 `RaggedTensor` `[batch, (length)]`, no empty rows.
+            max_tokens: int scalar, the most tokens `step` will be fed (sizes the buffer).
+
+        Returns:
+            float32 logits `[batch, vocab]` and the state `(buffer, positions)`: every token so
+            far `[batch, length + max_tokens + context_length]` and each row's count `[batch]`.
+
+        Example:
+            >>> model = TransformerLanguageModel(30, 4, embedding_dim=8, num_heads=2)
+            >>> logits, state = model.start(tf.ragged.constant([[3, 4, 5], [6]]), 10)
+            >>> logits.shape, state[1].numpy().tolist()
+            (TensorShape([2, 30]), [3, 1])
+        """
+        ids = tf.cast(prompt_ids.to_tensor(), tf.int32)  # (B, T)
+        lengths = tf.cast(prompt_ids.row_lengths(), tf.int32)  # (B,)
+        max_tokens = tf.maximum(tf.cast(max_tokens, tf.int32), 0)
+        # Room for the prompt, every generated token and a window reaching past the end.
+        padding = tf.zeros([tf.shape(ids)[0], max_tokens + self.context_length], tf.int32)
+        buffer = tf.concat([ids, padding], axis=1)  # (B, T + max_tokens + context)
+        return self._window_logits(buffer, lengths), (buffer, lengths)
+
+    def step(self, token, state):
+        """Appends one token per row and re-reads the last `context_length` tokens.
+
+        Args:
+            token: int32 `[batch]`.
+            state: `(buffer, positions)` from `start` or the previous `step`.
+
+        Returns:
+            float32 logits `[batch, vocab]` of the token after `token`, and the new state.
+
+        Example:
+            >>> model = TransformerLanguageModel(30, 4, embedding_dim=8, num_heads=2)
+            >>> _, state = model.start(tf.ragged.constant([[3, 4]]), 10)
+            >>> logits, state = model.step(tf.constant([5]), state)
+            >>> logits.shape, state[1].numpy().tolist()
+            (TensorShape([1, 30]), [3])
+        """
+        buffer, positions = state
+        rows = tf.range(tf.shape(buffer)[0])
+        buffer = tf.tensor_scatter_nd_update(buffer, tf.stack([rows, positions], axis=1), token)
+        positions += 1
+        return self._window_logits(buffer, positions), (buffer, positions)
+
+    def _window_logits(self, buffer, positions):
+        """float32 `[batch, vocab]` logits after each row's first `positions` buffer tokens."""
+        context = self.context_length
+        start = tf.maximum(positions - context, 0)  # (B,)
+        window = tf.gather(buffer, start[:, None] + tf.range(context)[None], batch_dims=1)
+        logits = self(window, training=False)  # (B, context, V)
+        # Causal attention: what follows each row's last token cannot change its logits.
+        return tf.cast(tf.gather(logits, positions - 1 - start, batch_dims=1), tf.float32)
+
+    def next_token_logits(self, prompt_ids: tf.RaggedTensor) -> tf.Tensor:
+        """float32 `[batch, vocab]`: the logits after each prompt's last `context_length` tokens.
+
+        Example:
+            >>> model = TransformerLanguageModel(30, 4, embedding_dim=8, num_heads=2)
+            >>> model.next_token_logits(tf.ragged.constant([[3, 4, 5, 6, 7, 8], [6]])).shape
+            TensorShape([2, 30])
+        """
+        # Only the last `context_length` tokens fit the position table.
+        return _next_token_logits(self, prompt_ids[:, -self.context_length :])
 
     def get_config(self):
         return {
@@ -189,6 +342,17 @@ class TransformerLanguageModel(keras.Model):
             "dropout": self.dropout,
             "tie_embeddings": self.tie_embeddings,
         }
+
+
+def _last_logits(logits, lengths):
+    """float32 `[batch, vocab]`: each row's logits at position `lengths - 1`."""
+    return tf.cast(tf.gather(logits, lengths - 1, batch_dims=1), tf.float32)
+
+
+def _next_token_logits(model: keras.Model, prompt_ids: tf.RaggedTensor) -> tf.Tensor:
+    # Right padding is harmless: both models are causal.
+    logits = model(prompt_ids.to_tensor(), training=False)  # (B, T, V)
+    return _last_logits(logits, tf.cast(prompt_ids.row_lengths(), tf.int32))
 
 
 def build_language_model(
@@ -207,14 +371,23 @@ def build_language_model(
     """
     if config.name == "lstm":
         model = LSTMLanguageModel(
-            vocabulary_size, embedding_dim=config.embedding_dim, units=config.units,
-            num_layers=config.num_layers, dropout=config.dropout, name="lstm_language_model",
+            vocabulary_size,
+            embedding_dim=config.embedding_dim,
+            units=config.units,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+            name="lstm_language_model",
         )
     elif config.name == "transformer":
         model = TransformerLanguageModel(
-            vocabulary_size, context_length, embedding_dim=config.embedding_dim,
-            num_layers=config.num_layers, num_heads=config.num_heads, ff_dim=config.ff_dim,
-            dropout=config.dropout, tie_embeddings=tie_embeddings,
+            vocabulary_size,
+            context_length,
+            embedding_dim=config.embedding_dim,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            ff_dim=config.ff_dim,
+            dropout=config.dropout,
+            tie_embeddings=tie_embeddings,
             name="transformer_language_model",
         )
     else:
