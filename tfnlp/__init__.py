@@ -27,7 +27,7 @@ _EXPORTS = {
     "build_lstm_classifier": "tfnlp.models",
     "build_transformer_classifier": "tfnlp.models",
     "train_pipeline": "tfnlp.training.run",
-    "load_trained": "tfnlp.training.run",
+    "load_trained": "tfnlp.training.trained",
     "TASKS": "tfnlp.tasks",
     "export_saved_model": "tfnlp.export",
 }

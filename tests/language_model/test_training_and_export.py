@@ -120,3 +120,30 @@ def test_evaluate_cli_rescores_the_best_checkpoint(tiny_lm, capsys):
     assert printed["test"]["perplexity"] == pytest.approx(
         tiny_lm.metrics["test"]["perplexity"], rel=1e-4)
     assert (tiny_lm.run_dir / "evaluation.json").is_file()
+
+
+def test_serve_check_passes_on_the_language_model_export(tiny_lm):
+    """The one export path gives the LM what the classifiers have: models.config, warm-up
+    requests for every signature, reference outputs, and a fresh-process check that the same
+    seed gives the text `tfnlp generate` gives in-process."""
+    from tfnlp.export.warmup import read_warmup_requests
+    from tfnlp.generation import load_generator
+
+    result = run_cli("serve-check", str(tiny_lm.export_path.parent), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    rows = {line.split("  ")[0].strip(): line for line in result.stdout.splitlines()}
+    for check in ("layout", "models.config", "signatures", "ops", "fresh process",
+                  "same seed, same text", "generate", "warm-up requests",
+                  "saved_model_cli show", "saved_model_cli run"):
+        assert "PASS" in rows[check], result.stdout
+    assert result.stdout.strip().endswith("10/10 checks passed")
+    signatures = [log.predict_log.request.model_spec.signature_name
+                  for log in read_warmup_requests(tiny_lm.export_path)]
+    assert signatures == ["serving_default", "generate", "generate_with_options"]
+    reference = json.loads((tiny_lm.export_path / "assets.extra" / "tfnlp_reference.json")
+                           .read_text())
+    options = {k: v for k, v in reference["options"].items()}
+    assert load_generator(tiny_lm.run_dir)(reference["texts"], **options) == \
+        reference["generated"]
+    config = (tiny_lm.export_path.parent.parent / "models.config").read_text()
+    assert f'base_path: "{tiny_lm.export_path.parent.resolve()}"' in config

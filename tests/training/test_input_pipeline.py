@@ -6,7 +6,8 @@ from tests.conftest import REPO, TINY_OVERRIDES
 from tfnlp.backend import tf
 from tfnlp.config import load_pipeline
 from tfnlp.serving import load_exported
-from tfnlp.training.run import load_trained, train_pipeline
+from tfnlp.training.run import train_pipeline
+from tfnlp.training.trained import load_trained
 
 
 def test_in_dataset_tokenization_trains_reloads_and_exports(tmp_path):

@@ -183,20 +183,21 @@ def test_local_cluster_addresses_are_distinct_loopback_ports():
 
 def test_parameter_server_fit_inputs_and_callbacks(tmp_path):
     from tfnlp.backend import keras
-    from tfnlp.data.records import LabelledTexts
+    from tfnlp.data import Splits
+    from tfnlp.data.records import LabelledTexts, LoadReport
+    from tfnlp.tasks.classification import ClassificationData, ClassificationTask
     from tfnlp.training.callbacks import standard_callbacks
-    from tfnlp.training.distributed import fit_inputs, worker_callbacks
+    from tfnlp.training.distributed import worker_callbacks
     from tfnlp.training.strategy import TaskRole
 
     config = load_pipeline(PIPELINE, ["train.batch_size=4"])
     train = LabelledTexts(texts=["a", "b", "c", "d", "e"], labels=["x", "y", "x", "y", "x"])
     validation = LabelledTexts(texts=["f", "g"], labels=["x", "y"])
     chief = TaskRole("parameter_server", True, "chief 0")
+    splits = Splits(train, validation, validation)
+    data = ClassificationData(splits, ["x", "y"], LoadReport("memory"))
 
-    def one_hot(text, label):
-        return text, tf.one_hot(label, 2)
-
-    inputs = fit_inputs(None, chief, config, train, validation, ["x", "y"], one_hot, None)
+    inputs = ClassificationTask(config).parameter_server_inputs(data)
     assert (inputs["steps_per_epoch"], inputs["validation_steps"]) == (2, 1)
     assert isinstance(inputs["x"], keras.utils.experimental.DatasetCreator)
     context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0)

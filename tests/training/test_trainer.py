@@ -6,7 +6,8 @@ import pytest
 from tests.conftest import REPO, TINY_OVERRIDES
 from tfnlp.backend import keras
 from tfnlp.config import load_pipeline
-from tfnlp.training.run import evaluate_run, load_trained, train_pipeline
+from tfnlp.training.run import train_pipeline
+from tfnlp.training.trained import evaluate_run, load_trained
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from tfnlp.config.schema import SAFE_NAME
+
 logger = logging.getLogger("tfnlp")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_model_name(name: str) -> str:
     """Refuses names that are not a single safe path component (no `..`, `/`, absolute paths)."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or name in (".", ".."):
         raise ValueError(
             "`export.name` must be letters, digits, '.', '_' or '-' (not starting with '.' or "
             f"'-'), at most 128 characters. Received: export.name={name!r}."

@@ -75,8 +75,8 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str]
-    # Strategy kinds (see `tfnlp.training.strategy.strategy_kind`) the task cannot train
-    # under, with the reason; refused before any work starts.
+    # `distribute.strategy` names the task cannot train under -> why and what to use instead;
+    # refused before any work starts. Both built-in tasks train under every strategy.
     unsupported_strategies: ClassVar[dict[str, str]] = {}
     # (label, key path in metrics.json) of the figures `headline` prints.
     headline_figures: ClassVar[tuple[tuple[str, str], ...]] = ()

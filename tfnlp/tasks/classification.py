@@ -164,7 +164,7 @@ class ClassificationTask(Task):
         logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
                     100 * padding.padded_fraction, "on" if bucket_width else "off")
         if role.kind == "parameter_server":
-            fit_kwargs = self._parameter_server_inputs(data, transform)
+            fit_kwargs = self.parameter_server_inputs(data)
         else:
             batch = config.train.batch_size
             fit_kwargs = {"x": prepare_input(dataset(splits.train, shuffle=True), strategy, batch),
@@ -177,9 +177,10 @@ class ClassificationTask(Task):
             "padded_fraction": padding.padded_fraction,
         })
 
-    def _parameter_server_inputs(self, data: ClassificationData, transform) -> dict:
+    def parameter_server_inputs(self, data: ClassificationData) -> dict:
         """`DatasetCreator`s (each worker builds its own pipeline) and explicit step counts."""
         batch, seed = self.config.train.batch_size, self.config.seed
+        transform = _one_hot(len(data.labels))
 
         def creator(split, shuffle: bool):
             tensors = (np.array(split.texts, dtype=object), encode_labels(split, data.labels))
