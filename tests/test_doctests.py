@@ -29,6 +29,11 @@ DOCTEST_MODULES = [
     "tfnlp.evaluation.language_model",
     "tfnlp.evaluation.metrics",
     "tfnlp.evaluation.plots",
+    "tfnlp.export.generation",
+    "tfnlp.export.versions",
+    "tfnlp.models.decoding",
+    "tfnlp.models.language_model",
+    "tfnlp.models.samplers",
     "tfnlp.preprocessing.base",
     "tfnlp.preprocessing.layer",
     "tfnlp.preprocessing.lm_tokenizer",
@@ -36,6 +41,7 @@ DOCTEST_MODULES = [
     "tfnlp.preprocessing.pretokenization",
     "tfnlp.preprocessing.stopwords",
     "tfnlp.preprocessing.vocabulary",
+    "tfnlp.tasks.base",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).

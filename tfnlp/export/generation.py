@@ -44,8 +44,15 @@ class GenerationModule(ServingModule):
         tokenizer: the `LanguageModelTokenizer` the model was trained with.
 
     Example:
+        >>> from tfnlp.models.language_model import LSTMLanguageModel
+        >>> tokenizer = LanguageModelTokenizer.from_texts(["hello world"], vocab_size=12)
+        >>> model = LSTMLanguageModel(tokenizer.vocabulary_size, embedding_dim=4, units=8)
         >>> module = GenerationModule(model, tokenizer)
-        >>> module.generate_with_options(tf.constant(["hello"]), 20, 0.8, 0, 0.9, 7)["text"]
+        >>> out = module.generate_with_options(tf.constant(["he", "wo"]), 5, 0.8, 0, 0.9, 7)
+        >>> out["token_ids"].shape[0], out["text"].dtype
+        (2, tf.string)
+        >>> sorted(module.signatures())
+        ['generate', 'generate_with_options', 'serving_default']
     """
 
     def __init__(self, model: keras.Model, tokenizer: LanguageModelTokenizer):

@@ -21,7 +21,16 @@ logger = logging.getLogger("tfnlp")
 
 
 def check_model_name(name: str) -> str:
-    """Refuses names that are not a single safe path component (no `..`, `/`, absolute paths)."""
+    """Refuses names that are not a single safe path component (no `..`, `/`, absolute paths).
+
+    Example:
+        >>> check_model_name("tweets_bilstm")
+        'tweets_bilstm'
+        >>> check_model_name("../etc")
+        Traceback (most recent call last):
+        ...
+        ValueError: `export.name` must be letters, digits, '.', '_' or '-' ...
+    """
     if not isinstance(name, str) or not SAFE_NAME.match(name) or name in (".", ".."):
         raise ValueError(
             "`export.name` must be letters, digits, '.', '_' or '-' (not starting with '.' or "

@@ -40,6 +40,12 @@ def get_task(config: PipelineConfig) -> Task:
 
     Raises:
         ValueError: no task is registered under that name.
+
+    Example:
+        >>> import tfnlp.tasks  # registers the built-in tasks
+        >>> from tfnlp.config import load_pipeline
+        >>> type(get_task(load_pipeline("pipelines/tweets_lm.yaml"))).__name__
+        'LanguageModelTask'
     """
     if config.task not in TASKS:
         raise ValueError(
