@@ -14,9 +14,13 @@ from tests.conftest import REPO, TINY_OVERRIDES, run_cli
 pytestmark = pytest.mark.slow
 
 FAST = [
-    "compression.epochs=1", "compression.qat=false", "compression.pruning_preserving_qat=false",
-    "compression.int16x8=false", "compression.latency_calls=20",
-    "compression.throughput_calls=2", "compression.representative_examples=64",
+    "compression.epochs=1",
+    "compression.qat=false",
+    "compression.pruning_preserving_qat=false",
+    "compression.int16x8=false",
+    "compression.latency_calls=20",
+    "compression.throughput_calls=2",
+    "compression.representative_examples=64",
 ]
 REQUIRED = ("float32", "pruned", "pruned_int8", "int8_dynamic", "int8_full", "float16")
 
@@ -68,19 +72,21 @@ def test_reported_accuracy_is_recomputed_from_the_artifact(compressed, tiny_run)
     from tfnlp.compression.tflite import TFLiteClassifier
     from tfnlp.compression.tflite_predictor import TFLitePredictor
     from tfnlp.data import encode_labels
+    from tfnlp.tasks.classification import ClassificationTask
     from tfnlp.training.run_directory import RunDirectory
-    from tfnlp.training.trainer import load_splits
 
     result, out = compressed
     config = RunDirectory(tiny_run.run_dir).read_config()
-    splits, labels = load_splits(config, RunDirectory(tiny_run.run_dir))
+    data = ClassificationTask(config).read_data()  # the run's split, read without writing
+    splits, labels = data.splits, data.labels
     predictor = TFLitePredictor(out / "tflite" / "int8_full")
     probabilities = predictor.probabilities(list(splits.test.texts))
     y_test = encode_labels(splits.test, labels)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
     # The batch-1 file via the predictor and the batch-64 file via the report agree.
-    assert accuracy == pytest.approx(result["artifacts"]["int8_full"]["accuracy"], abs=1 / len(
-        y_test) + 1e-9)
+    assert accuracy == pytest.approx(
+        result["artifacts"]["int8_full"]["accuracy"], abs=1 / len(y_test) + 1e-9
+    )
     batch64 = TFLiteClassifier((out / "tflite" / "int8_full" / "model_batch64.tflite").read_bytes())
     assert batch64.batch_size == 64
 
@@ -88,8 +94,10 @@ def test_reported_accuracy_is_recomputed_from_the_artifact(compressed, tiny_run)
 def test_predict_accepts_tflite_and_compressed_saved_model(compressed, tiny_run):
     _, out = compressed
     labels = json.loads((tiny_run.run_dir / "labels.json").read_text())
-    for target in (out / "tflite" / "pruned_int8" / "model.tflite",
-                   out / "saved_models" / "tweets_bilstm_pruned"):
+    for target in (
+        out / "tflite" / "pruned_int8" / "model.tflite",
+        out / "saved_models" / "tweets_bilstm_pruned",
+    ):
         process = run_cli("predict", str(target), "what a great day", "this is awful")
         assert process.returncode == 0, process.stderr
         rows = [json.loads(line) for line in process.stdout.splitlines()]
@@ -97,7 +105,13 @@ def test_predict_accepts_tflite_and_compressed_saved_model(compressed, tiny_run)
 
 
 def test_compress_refuses_a_mismatched_pipeline(tiny_run, tmp_path):
-    process = run_cli("compress", str(REPO / "pipelines" / "tweets_bilstm.yaml"), "--from",
-                      str(tiny_run.run_dir), "--out", str(tmp_path / "x"))
+    process = run_cli(
+        "compress",
+        str(REPO / "pipelines" / "tweets_bilstm.yaml"),
+        "--from",
+        str(tiny_run.run_dir),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert process.returncode == 1
     assert "differs from the run" in process.stderr and "Traceback" not in process.stderr

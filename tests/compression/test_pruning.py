@@ -15,8 +15,9 @@ def test_schedule_prunes_within_a_short_fine_tune():
     assert bool(should_prune) and float(sparsity) == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("sparsity,steps,kind", [(1.0, 10, "constant"), (0.5, 1, "constant"),
-                                                  (0.5, 10, "cubic")])
+@pytest.mark.parametrize(
+    "sparsity,steps,kind", [(1.0, 10, "constant"), (0.5, 1, "constant"), (0.5, 10, "cubic")]
+)
 def test_schedule_rejects_bad_values(sparsity, steps, kind):
     with pytest.raises(ValueError, match="Received"):
         pruning.pruning_schedule(steps, sparsity, kind)
@@ -58,7 +59,10 @@ def test_m_by_n_goes_to_every_pruned_layer_but_the_embedding(tiny_ids):
     _, model, ids, _, _ = tiny_ids
     schedule, _ = pruning.pruning_schedule(10, 0.5)
     wrapped, _ = pruning.prune_id_model(build_id_model(model), schedule, m_by_n=(2, 4))
-    structured = {layer.layer.name: layer.sparsity_m_by_n for layer in wrapped.layers
-                  if type(layer).__name__ == "PruneLowMagnitude"}
+    structured = {
+        layer.layer.name: layer.sparsity_m_by_n
+        for layer in wrapped.layers
+        if type(layer).__name__ == "PruneLowMagnitude"
+    }
     assert structured == {"embedding": None, "bilstm_0": (2, 4), "logits": (2, 4)}
     assert wrapped(ids).shape == (len(ids), 3)

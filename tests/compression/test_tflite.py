@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from tfnlp.compression import tflite
-from tfnlp.compression.pipeline import write_tflite_spec
+from tfnlp.compression.spec import TFLiteSpec
 from tfnlp.compression.tflite_predictor import TFLitePredictor, is_tflite_path
-from tfnlp.training.trainer import preprocessor_of
 
 INT8_LENGTH = 8
 
@@ -18,8 +17,11 @@ def converted(tiny_ids):
     # Unrolled: calibrating the masked BiLSTM's WHILE loops crashed TFLite's calibrator.
     # At 8 steps: converting an unrolled graph costs time in proportion to its length.
     int8, details = tflite.convert(
-        id_model, "int8_full", batch_size=1, sequence_length=INT8_LENGTH,
-        representative_ids=lambda: (ids[i:i + 1, :INT8_LENGTH] for i in range(len(ids))),
+        id_model,
+        "int8_full",
+        batch_size=1,
+        sequence_length=INT8_LENGTH,
+        representative_ids=lambda: (ids[i : i + 1, :INT8_LENGTH] for i in range(len(ids))),
         unroll=True,
     )
     return float32, int8, details
@@ -45,8 +47,11 @@ def test_full_integer_model_holds_int8_tensors(converted):
     assert "int8" not in tflite.tensor_dtypes(float32)
     # The weights of the fully connected head are int8 in the flatbuffer.
     interpreter = tflite.tf.lite.Interpreter(model_content=int8)
-    weights = [t for t in interpreter.get_tensor_details() if "logits" in t["name"]
-               and len(t["shape"]) == 2]
+    weights = [
+        t
+        for t in interpreter.get_tensor_details()
+        if "logits" in t["name"] and len(t["shape"]) == 2
+    ]
     assert weights and all(np.dtype(t["dtype"]) == np.int8 for t in weights)
     # No file-size check here: on this tiny model the unrolled recurrence outweighs what int8
     # weights save (424 kB vs 40 kB with the loop); sizes are measured in the report instead.
@@ -63,8 +68,10 @@ def test_stripping_names_keeps_the_model_and_its_signature(converted, tiny_ids):
     interpreter = tflite.tf.lite.Interpreter(model_content=stripped)
     assert not any(t["name"] for t in interpreter.get_tensor_details())
     assert list(interpreter.get_signature_list()) == ["serving_default"]
-    np.testing.assert_array_equal(tflite.TFLiteClassifier(stripped).logits(ids[:1]),
-                                  tflite.TFLiteClassifier(float32).logits(ids[:1]))
+    np.testing.assert_array_equal(
+        tflite.TFLiteClassifier(stripped).logits(ids[:1]),
+        tflite.TFLiteClassifier(float32).logits(ids[:1]),
+    )
 
 
 def test_unknown_mode_and_missing_calibration_are_refused(tiny_ids):
@@ -75,12 +82,13 @@ def test_unknown_mode_and_missing_calibration_are_refused(tiny_ids):
         tflite.convert(id_model, "int8_full", batch_size=1, sequence_length=32)
 
 
-def test_tflite_predictor_reads_the_spec_beside_the_model(converted, tiny_ids, tiny_run,
-                                                          tmp_path):
+def test_tflite_predictor_reads_the_spec_beside_the_model(
+    converted, tiny_ids, tiny_preprocessor, tiny_run, tmp_path
+):
     _, model, _, texts, _ = tiny_ids
     (tmp_path / "model.tflite").write_bytes(converted[0])
     labels = json.loads((tiny_run.run_dir / "labels.json").read_text())
-    write_tflite_spec(tmp_path, preprocessor_of(model), labels)
+    TFLiteSpec.of(tiny_preprocessor, labels).write(tmp_path)
     assert is_tflite_path(tmp_path) and is_tflite_path(tmp_path / "model.tflite")
     rows = TFLitePredictor(tmp_path).predict_texts(texts)
     expected = np.argmax(model.predict(np.array(texts, dtype=object), verbose=0), axis=-1)

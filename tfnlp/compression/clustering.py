@@ -45,15 +45,19 @@ def cluster_id_model(id_model: keras.Model, number_of_clusters: int = 16):
         if type(layer) in matrices and ClusteringRegistry.supports(layer):
             clustered.append(layer.name)
             return tfmot.clustering.keras.cluster_weights(
-                layer, number_of_clusters=number_of_clusters,
+                layer,
+                number_of_clusters=number_of_clusters,
                 cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
             )
         skipped.append(layer.name)
         return layer
 
     model = keras.models.clone_model(id_model, clone_function=wrap)
-    return model, {"clustered": clustered, "not_clustered": skipped,
-                   "number_of_clusters": number_of_clusters}
+    return model, {
+        "clustered": clustered,
+        "not_clustered": skipped,
+        "number_of_clusters": number_of_clusters,
+    }
 
 
 def strip_clustering(model: keras.Model) -> keras.Model:

@@ -62,10 +62,13 @@ class QuantizableMultiHeadAttention(keras.layers.MultiHeadAttention):
             # [batch, queries, keys] -> [batch, 1 (heads), queries, keys], as Keras does.
             for _ in range(len(attention_scores.shape) - len(attention_mask.shape)):
                 attention_mask = tf.expand_dims(
-                    attention_mask, axis=-len(self._attention_axes) * 2 - 1)
+                    attention_mask, axis=-len(self._attention_axes) * 2 - 1
+                )
             attention_scores = tf.where(
-                tf.cast(attention_mask, tf.bool), attention_scores,
-                tf.constant(MASKED_SCORE, attention_scores.dtype))
+                tf.cast(attention_mask, tf.bool),
+                attention_scores,
+                tf.constant(MASKED_SCORE, attention_scores.dtype),
+            )
         return self._softmax(attention_scores)
 
 
@@ -83,7 +86,9 @@ class CompressibleTransformerEncoderBlock(TransformerEncoderBlock):
     def get_prunable_weights(self):
         attention = self.attention
         projections = [
-            attention._query_dense, attention._key_dense, attention._value_dense,
+            attention._query_dense,
+            attention._key_dense,
+            attention._value_dense,
             attention._output_dense,
         ]
         return [p.kernel for p in projections] + [self.ff_hidden.kernel, self.ff_output.kernel]

@@ -8,7 +8,9 @@ from tfnlp.backend import keras
 
 
 def pruning_schedule(
-    total_steps: int, target_sparsity: float, kind: str = "polynomial_decay",
+    total_steps: int,
+    target_sparsity: float,
+    kind: str = "polynomial_decay",
     frequency: int | None = None,
 ):
     """A tfmot pruning schedule that reaches `target_sparsity` within `total_steps`.
@@ -29,8 +31,6 @@ def pruning_schedule(
     Raises:
         ValueError: a sparsity outside (0, 1), fewer than 2 steps, or an unknown `kind`.
     """
-    import tensorflow_model_optimization as tfmot
-
     if not 0.0 < target_sparsity < 1.0:
         raise ValueError(
             "`compression.target_sparsity` must be between 0 and 1 (exclusive). "
@@ -44,32 +44,50 @@ def pruning_schedule(
     end_step = max(1, (2 * total_steps) // 3)
     if frequency is None:
         frequency = max(1, end_step // 10)
-    if kind == "polynomial_decay":
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0,
-            end_step=end_step, frequency=frequency,
-        )
-    elif kind == "constant":
-        schedule = tfmot.sparsity.keras.ConstantSparsity(
-            target_sparsity, begin_step=0, end_step=end_step, frequency=frequency
-        )
-    else:
-        raise ValueError(
-            "`compression.pruning_schedule` must be 'polynomial_decay' or 'constant'. "
-            f"Received: pruning_schedule={kind!r}."
-        )
+    schedule = _tfmot_schedule(kind, target_sparsity, end_step, frequency)
     details = {
-        "kind": kind, "target_sparsity": target_sparsity, "begin_step": 0,
-        "end_step": end_step, "frequency": frequency, "total_steps": total_steps,
+        "kind": kind,
+        "target_sparsity": target_sparsity,
+        "begin_step": 0,
+        "end_step": end_step,
+        "frequency": frequency,
+        "total_steps": total_steps,
     }
     return schedule, details
+
+
+def _tfmot_schedule(kind: str, target_sparsity: float, end_step: int, frequency: int):
+    """tfmot's `PruningSchedule` of one `kind`, pruning from step 0 to `end_step`."""
+    import tensorflow_model_optimization as tfmot
+
+    if kind == "polynomial_decay":
+        return tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=target_sparsity,
+            begin_step=0,
+            end_step=end_step,
+            frequency=frequency,
+        )
+    if kind == "constant":
+        return tfmot.sparsity.keras.ConstantSparsity(
+            target_sparsity, begin_step=0, end_step=end_step, frequency=frequency
+        )
+    raise ValueError(
+        "`compression.pruning_schedule` must be 'polynomial_decay' or 'constant'. "
+        f"Received: pruning_schedule={kind!r}."
+    )
 
 
 def _prunable(layer) -> bool:
     import tensorflow_model_optimization as tfmot
 
-    supported = (keras.layers.Embedding, keras.layers.Dense, keras.layers.LSTM,
-                 keras.layers.GRU, keras.layers.SimpleRNN)
+    supported = (
+        keras.layers.Embedding,
+        keras.layers.Dense,
+        keras.layers.LSTM,
+        keras.layers.GRU,
+        keras.layers.SimpleRNN,
+    )
     return isinstance(layer, (*supported, tfmot.sparsity.keras.PrunableLayer))
 
 
@@ -148,7 +166,8 @@ def weight_sparsity(model: keras.Model) -> dict:
             values = np.asarray(weight.numpy())
             count = int(np.count_nonzero(values == 0))
             layers.setdefault(layer.name, {})[weight.name.split(":")[0]] = {
-                "sparsity": count / values.size, "size": int(values.size),
+                "sparsity": count / values.size,
+                "size": int(values.size),
             }
             zeros += count
             total += values.size

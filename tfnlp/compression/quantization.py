@@ -53,6 +53,9 @@ def quantize_aware_model(id_model: keras.Model, preserve_sparsity: bool = False)
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
         scheme_name = "Default8BitPrunePreserveQuantizeScheme"
     with tfmot.quantization.keras.quantize_scope():
-        model = (tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme
-                 else tfmot.quantization.keras.quantize_apply(annotated))
+        model = (
+            tfmot.quantization.keras.quantize_apply(annotated, scheme)
+            if scheme
+            else tfmot.quantization.keras.quantize_apply(annotated)
+        )
     return model, {"quantized": quantized, "float": left_float, "scheme": scheme_name}

@@ -1,136 +1,28 @@
-"""Measuring compressed artifacts and writing the report: JSON, a Markdown table, a PNG."""
+"""The compression report: ratios, the recommendation, the notes, JSON, a Markdown table, a PNG.
+
+The notes explain the measured figures (why int8 is or is not faster here, why QAT is about
+float32's size, what the TFLite models take); each is a function of the measured entries.
+"""
 
 from __future__ import annotations
 
-import gzip
 import json
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
-
 from tfnlp import atomic
-from tfnlp.evaluation.metrics import classification_metrics
 
 # Columns of the Markdown table: key in an artifact's entry -> header.
 _COLUMNS = {
-    "accuracy": "accuracy", "macro_f1": "macro-F1", "bytes": "bytes", "gzip_bytes": "gzip bytes",
-    "size_ratio_gzip": "× smaller (gzip)", "latency_ms_batch1": "batch-1 ms",
-    "speedup_batch1": "× faster (b1)", "interpreter": "kernels (b1)",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "bytes": "bytes",
+    "gzip_bytes": "gzip bytes",
+    "size_ratio_gzip": "× smaller (gzip)",
+    "latency_ms_batch1": "batch-1 ms",
+    "speedup_batch1": "× faster (b1)",
+    "interpreter": "kernels (b1)",
     "throughput_batch64": "batch-64 ex/s",
 }
-
-
-def file_sizes(path: str | Path) -> dict:
-    """Raw and gzip-compressed size of a file (gzip is where sparsity shows as bytes)."""
-    data = Path(path).read_bytes()
-    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
-
-
-def file_sizes_of_directory(path: str | Path) -> dict:
-    """Raw and gzip size of a directory (a SavedModel): the sum over its files."""
-    files = [f for f in sorted(Path(path).rglob("*")) if f.is_file()]
-    sizes = [file_sizes(f) for f in files]
-    return {"bytes": sum(s["bytes"] for s in sizes),
-            "gzip_bytes": sum(s["gzip_bytes"] for s in sizes)}
-
-
-def median_latency_ms(call, calls: int = 200, warmup: int = 10) -> float:
-    """Median wall time of `call()` in milliseconds over `calls` runs, after a warm-up."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
-def throughput(call, examples_per_call: int, calls: int = 20) -> float:
-    """Examples per second of `call()` (one warm-up call first)."""
-    call()
-    start = time.perf_counter()
-    for _ in range(calls):
-        call()
-    return examples_per_call * calls / (time.perf_counter() - start)
-
-
-def measure_tflite(
-    batch1: bytes, batch64: bytes, test_ids: np.ndarray, y_test: np.ndarray, labels: list[str],
-    *, latency_calls: int = 200, throughput_calls: int = 20, num_threads: int = 1,
-) -> dict:
-    """Accuracy, macro-F1, latency and throughput of one TFLite artifact on the test split.
-
-    The artifact runs with XNNPACK (TFLite's default CPU delegate) and with TFLite's builtin
-    kernels alone, and is reported as it is best deployed: on the kernels that run the whole
-    test split and give the lower batch-1 latency. On small unrolled graphs XNNPACK's per-op
-    overhead can make float32 slower, and an int8 speed-up measured against that handicap
-    would flatter int8. Throughput comes from the batch-64 model on the same kernels.
-    """
-    from tfnlp.compression.tflite import TFLiteClassifier
-
-    runs, errors = {}, {}
-    for kernels in ("xnnpack", "builtin"):
-        xnnpack = kernels == "xnnpack"
-        single = TFLiteClassifier(batch1, num_threads=num_threads, xnnpack=xnnpack)
-        if xnnpack and not single.xnnpack:
-            errors[kernels] = "XNNPACK refused the graph"
-            continue
-        evaluator = TFLiteClassifier(batch64, num_threads=num_threads, xnnpack=xnnpack)
-        try:
-            predictions = evaluator.predict_ids(test_ids)
-            latency = median_latency_ms(lambda c=single: c.logits(test_ids[:1]), latency_calls)
-        except RuntimeError as error:
-            # e.g. the builtin int8 DIV kernel rejects a quantized divisor whose raw value
-            # is 0 (a transformer's masked mean pooling) that XNNPACK computes.
-            errors[kernels] = str(error).strip().splitlines()[0][:300]
-            continue
-        runs[kernels] = (latency, predictions, evaluator)
-    if not runs:
-        raise RuntimeError(f"The TFLite model runs on neither kernel set: {errors}")
-    interpreter = min(runs, key=lambda kernels: runs[kernels][0])
-    latency, predictions, evaluator = runs[interpreter]
-    metrics = classification_metrics(y_test, predictions, labels)
-    batch = np.resize(test_ids, (evaluator.batch_size, test_ids.shape[1])).astype(np.int32)
-    return {
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "interpreter": interpreter,
-        "latency_ms_batch1": latency,
-        "latency_ms_batch1_xnnpack": runs["xnnpack"][0] if "xnnpack" in runs else None,
-        "latency_ms_batch1_builtin": runs["builtin"][0] if "builtin" in runs else None,
-        "kernel_errors": errors,
-        "throughput_batch64": throughput(
-            lambda: evaluator.logits(batch), evaluator.batch_size, throughput_calls
-        ),
-    }
-
-
-def measure_saved_model(
-    path: Path, test_texts: list[str], y_test: np.ndarray, labels: list[str],
-    *, latency_calls: int = 200, throughput_calls: int = 20,
-) -> dict:
-    """The same measurements for an exported SavedModel (strings in: preprocessing included)."""
-    from tfnlp.backend import tf
-    from tfnlp.serving import load_exported
-
-    loaded = load_exported(path)
-    serve = loaded.signatures["serving_default"]
-    predicted = np.concatenate([
-        serve(text=tf.constant(test_texts[i:i + 256]))["label_id"].numpy()
-        for i in range(0, len(test_texts), 256)
-    ])
-    metrics = classification_metrics(y_test, predicted, labels)
-    one = tf.constant(test_texts[:1])
-    batch = tf.constant(list(np.resize(np.array(test_texts, dtype=object), 64)))
-    return {
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "latency_ms_batch1": median_latency_ms(lambda: serve(text=one), latency_calls),
-        "throughput_batch64": throughput(lambda: serve(text=batch), 64, throughput_calls),
-    }
 
 
 def recommend(artifacts: dict, reference: str = "float32", accuracy_budget: float = 0.01):
@@ -145,7 +37,8 @@ def recommend(artifacts: dict, reference: str = "float32", accuracy_budget: floa
     """
     base = artifacts[reference]
     candidates = [
-        name for name, entry in artifacts.items()
+        name
+        for name, entry in artifacts.items()
         if entry.get("format") == "tflite"
         and entry["accuracy"] >= base["accuracy"] - accuracy_budget
         and entry["latency_ms_batch1"] <= base["latency_ms_batch1"]
@@ -168,6 +61,167 @@ def add_ratios(artifacts: dict, reference: str = "float32") -> None:
         entry["size_ratio_gzip"] = base["gzip_bytes"] / entry["gzip_bytes"]
         entry["speedup_batch1"] = base["latency_ms_batch1"] / entry["latency_ms_batch1"]
         entry["accuracy_drop_points"] = 100.0 * (base["accuracy"] - entry["accuracy"])
+
+
+TFLITE_INPUT_NOTE = (
+    "TFLite models take int32 token ids [batch, sequence_length] (0 = padding); the "
+    "vocabulary and preprocessing spec sit beside each .tflite (tensorflow-text ops are "
+    "not TFLite builtins, and SELECT_TF_OPS would bring the Flex delegate and keep the "
+    "string ops out of XNNPACK). SavedModel rows include preprocessing (strings in)."
+)
+LATENCY_NOTE = (
+    "Latency: median of batch-1 interpreter calls, 1 thread, each artifact on the faster "
+    "of XNNPACK and TFLite's builtin kernels (column `kernels`); throughput: batch-64 "
+    "calls on the same kernels. "
+    "Figures from a busy machine are not comparable; see `machine`."
+)
+# QAT artifacts -> the pass that trained them (the report's `passes` key).
+_QAT_ARTIFACTS = {"qat_int8": "qat", "pruned_qat_int8": "pruning_preserving_qat"}
+
+
+def report_notes(entries: dict, passes: dict, machine: dict) -> list[str]:
+    """The notes that explain the measured figures, in the report's order.
+
+    Args:
+        entries: the report's `artifacts` (measured, ratios added).
+        passes: the report's `passes` (what each fine-tuning pass did).
+        machine: the report's `machine` (CPU flags among it).
+
+    Returns:
+        The int8 latency explanation and the QAT size note where they apply, then the
+        TFLite input note and the latency note.
+    """
+    optional = [explain_int8_latency(entries, machine), qat_size_note(entries, passes)]
+    return [note for note in optional if note] + [TFLITE_INPUT_NOTE, LATENCY_NOTE]
+
+
+def conversion_failure_note(name: str, experimental: str, error: BaseException) -> str:
+    """The note for an experimental artifact that did not convert (e.g. int16x8)."""
+    return f"{name} ({experimental}) did not convert: {first_line(error)[:300]}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its repr when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
+
+
+def qat_size_note(entries: dict, passes: dict) -> str:
+    """Why a QAT artifact is about float32's size (the first one that is); "" if none is."""
+    for name, qat_pass in _QAT_ARTIFACTS.items():
+        if name in entries and entries[name]["bytes"] > 0.9 * entries["float32"]["bytes"]:
+            quantized = ", ".join(passes[qat_pass]["quantized"])
+            return (
+                f"{name} is about float32's size: tfmot 0.8 can annotate only the layers its "
+                f"8-bit scheme supports ({quantized}), and once a graph holds fake-quant ops "
+                "the TFLite converter quantizes only those, leaving the Embedding and "
+                "recurrent/attention weights in float32. Annotating the Embedding is not "
+                "possible either: tfmot puts a QuantizeLayer on its int32 token ids. "
+                "Post-training quantization is the size win here."
+            )
+    return ""
+
+
+def explain_int8_latency(entries: dict, machine: dict) -> str:
+    """Why full-integer int8 is (or is not) faster here, from the measured artifacts.
+
+    The explanation the report carries for recurrent models: the masked Keras LSTM converts
+    to TFLite WHILE loops whose bodies run one small step at a time; XNNPACK does not take
+    control flow, so the steps run on TFLite's builtin kernels whatever the precision, and
+    full-integer quantization adds requantization work to every tiny per-step op without a
+    large matmul to win back. The figures quoted are this report's own.
+
+    Args:
+        entries: the report's `artifacts`; "" comes back without float32 and int8_full.
+        machine: the report's `machine` (its `cpu_vector_flags` are quoted).
+
+    Returns:
+        One paragraph, or "".
+    """
+    float32, full = entries.get("float32"), entries.get("int8_full")
+    if not float32 or not full:
+        return ""
+    figures = _batch1_figures(entries)
+    loops = full["ops"]["ops"].get("WHILE", 0)
+    if loops:
+        return _while_loop_explanation(figures, loops, full["ops"]["subgraphs"])
+    if full["conversion"].get("unrolled") and full["ops"]["ops"].get("TANH"):
+        slower = full["latency_ms_batch1"] > float32["latency_ms_batch1"]
+        return _unrolled_lstm_explanation(figures, slower)
+    return _feedforward_explanation(figures, entries, machine)
+
+
+def _batch1_figures(entries: dict) -> str:
+    """e.g. "float32 0.100 ms with XNNPACK / 0.120 ms builtin kernels; int8_full ..."."""
+
+    def timings(name: str) -> str:
+        entry = entries[name]
+        return f"{name} " + " / ".join(
+            f"{entry[key]:.3f} ms {kernels}" if entry[key] is not None else f"{kernels} failed"
+            for key, kernels in (
+                ("latency_ms_batch1_xnnpack", "with XNNPACK"),
+                ("latency_ms_batch1_builtin", "builtin kernels"),
+            )
+        )
+
+    names = ("float32", "int8_dynamic", "int8_full", "int16x8")
+    return "; ".join(timings(name) for name in names if name in entries)
+
+
+def _unrolled_lstm_explanation(figures: str, slower: bool) -> str:
+    return (
+        f"Batch-1 latency ({figures}). The (Bi)LSTM was unrolled at the fixed length "
+        "(`compression.unroll_recurrent`): a masked Keras LSTM otherwise converts to TFLite "
+        "WHILE loops, which XNNPACK (TFLite's default CPU delegate) does not take and whose "
+        "full-integer calibration crashed TFLite's calibrator on this machine. Unrolled, "
+        "each time step is a chain of tiny [batch, units] FULLY_CONNECTED and element-wise "
+        "LOGISTIC/TANH/MUL/ADD ops (see `ops`). "
+        + (
+            "With int8 activations every one of them requantizes its output and there is no "
+            "large matmul for the int8 kernels to win back, so full-integer int8 is slower "
+            "than float here: for LSTMs int8 is a size win; dynamic-range int8 (float "
+            "activations) keeps float speed at a quarter of the size."
+            if slower
+            else "Here full-integer int8 is not slower than float32."
+        )
+    )
+
+
+def _feedforward_explanation(figures: str, entries: dict, machine: dict) -> str:
+    int8 = [name for name in entries if "int8" in name and entries[name]["format"] == "tflite"]
+    fastest = min(int8, key=lambda name: entries[name]["latency_ms_batch1"])
+    speedup = entries["float32"]["latency_ms_batch1"] / entries[fastest]["latency_ms_batch1"]
+    flags = ", ".join(machine.get("cpu_vector_flags", [])) or "none listed"
+    return (
+        f"Batch-1 latency ({figures}). No recurrent loops here: the work is "
+        "FULLY_CONNECTED/BATCH_MATMUL in one graph, which XNNPACK runs in float32 and "
+        f"TFLite's int8 kernels in int8. The fastest int8 artifact, {fastest}, runs at "
+        f"{speedup:.2f}x float32's speed here, so int8 is "
+        + (
+            "a speed win as well as a size win"
+            if speedup > 1.0
+            else "a size win but not a speed win on this machine"
+        )
+        + f" (CPU vector extensions: {flags}; int8 dot-product instructions are "
+        "avx512_vnni / avx_vnni)."
+    )
+
+
+def _while_loop_explanation(figures: str, loops: int, subgraphs: int) -> str:
+    return (
+        f"Why full-integer int8 is slow for this recurrent model ({figures}): the masked Keras "
+        f"LSTM converts to {loops} TFLite WHILE loop(s) ({subgraphs} subgraphs; "
+        "see `ops`), not to a fused LSTM kernel, and runs one time step at a time on [batch, "
+        "units] tensors. XNNPACK (TFLite's default CPU delegate) does not take control flow, "
+        "so the per-step FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD ops inside the loop bodies run "
+        "on TFLite's builtin kernels in every variant (compare the with/without-XNNPACK "
+        "figures). With int8 activations each of these tiny ops also requantizes its output, "
+        "and the recurrent state is quantized and dequantized around the loop, while there is "
+        "no large matmul for the int8 kernels to speed up. The 16x8 mode (int16 activations) "
+        "is kinder to accuracy but uses the same per-step path. Dynamic-range int8 keeps "
+        "activations in float (only weights are int8), so it keeps float32's speed at a "
+        "quarter of the size: for LSTMs int8 is a size win, not a speed win."
+    )
 
 
 def markdown_table(artifacts: dict) -> str:
@@ -207,8 +261,13 @@ def plot_size_vs_accuracy(artifacts: dict, output: Path, title: str) -> Path:
             continue
         marker = "o" if entry.get("format") == "tflite" else "s"
         axis.scatter(entry["gzip_bytes"], entry["accuracy"], marker=marker)
-        axis.annotate(name, (entry["gzip_bytes"], entry["accuracy"]), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+        axis.annotate(
+            name,
+            (entry["gzip_bytes"], entry["accuracy"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     axis.set_xscale("log")
     axis.set_xlabel("size on disk, gzip-compressed (bytes, log scale)")
     axis.set_ylabel("test accuracy")
@@ -237,6 +296,7 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
         + f"\nRecommended: **{report['recommended']}** — {report['recommended_reason']}.\n"
         + (f"\n{notes}\n" if notes else ""),
     )
-    plot_size_vs_accuracy(report["artifacts"], paths["plot"],
-                          f"{report['pipeline']}: size vs accuracy")
+    plot_size_vs_accuracy(
+        report["artifacts"], paths["plot"], f"{report['pipeline']}: size vs accuracy"
+    )
     return paths

@@ -44,9 +44,9 @@ def concrete_function(id_model: keras.Model, batch_size: int, sequence_length: i
     if key in _TRACES and _TRACES[key][0] is id_model:
         return _TRACES[key][1]
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([batch_size, sequence_length], tf.int32, name="token_ids")
-    ])
+    @tf.function(
+        input_signature=[tf.TensorSpec([batch_size, sequence_length], tf.int32, name="token_ids")]
+    )
     def logits(token_ids):
         return {"logits": id_model(token_ids, training=False)}
 
@@ -125,8 +125,13 @@ def convert(
     if unroll:
         id_model = unroll_recurrent_layers(id_model, sequence_length)
     function = concrete_function(id_model, batch_size, sequence_length)
-    details = {"mode": mode, "batch_size": batch_size, "sequence_length": sequence_length,
-               "unrolled": unroll, "names_stripped": strip_names}
+    details = {
+        "mode": mode,
+        "batch_size": batch_size,
+        "sequence_length": sequence_length,
+        "unrolled": unroll,
+        "names_stripped": strip_names,
+    }
     flatbuffer = _convert(function, id_model, mode, representative_ids, details)
     return (strip_tensor_names(flatbuffer) if strip_names else flatbuffer), details
 
@@ -151,8 +156,11 @@ def _convert(function, id_model, mode, representative_ids, details) -> bytes:
     """One conversion; integer modes fall back to float kernels for ops without int ones."""
     if mode not in ("int8_full", "int16x8"):
         return _converter(function, id_model, mode, representative_ids, None).convert()
-    ops = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-           if mode == "int16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
+    ops = (
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        if mode == "int16x8"
+        else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+    )
     details["supported_ops"] = ops.name
     try:
         return _converter(function, id_model, mode, representative_ids, [ops]).convert()
@@ -237,11 +245,13 @@ class TFLiteClassifier:
     @staticmethod
     def _interpreter(flatbuffer: bytes, num_threads: int, xnnpack: bool):
         resolver = (
-            tf.lite.experimental.OpResolverType.AUTO if xnnpack
+            tf.lite.experimental.OpResolverType.AUTO
+            if xnnpack
             else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
         interpreter = tf.lite.Interpreter(
-            model_content=flatbuffer, num_threads=num_threads,
+            model_content=flatbuffer,
+            num_threads=num_threads,
             experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
@@ -261,7 +271,7 @@ class TFLiteClassifier:
         """Argmax label ids for any number of rows (the last batch padded with zeros)."""
         predictions = []
         for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start:start + self.batch_size]
+            chunk = ids[start : start + self.batch_size]
             padded = np.zeros((self.batch_size, self.sequence_length), np.int32)
             padded[: len(chunk)] = chunk
             predictions.append(np.argmax(self.logits(padded)[: len(chunk)], axis=-1))

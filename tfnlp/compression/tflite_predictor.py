@@ -1,18 +1,17 @@
 """Classifying raw texts with a compressed `.tflite` model (what `tfnlp predict` does for one).
 
 The `.tflite` takes token ids; the vocabulary and `preprocessing.json` written beside it by
-`tfnlp compress` rebuild the very `TextPreprocessor` the model was trained with, so the ids
-match training exactly.
+`tfnlp compress` (one format: `spec.TFLiteSpec`) rebuild the very `TextPreprocessor` the model
+was trained with, so the ids match training exactly.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-SPEC_FILE = "preprocessing.json"
+from tfnlp.compression.spec import TFLiteSpec
 
 
 def is_tflite_path(path: str | Path) -> bool:
@@ -29,26 +28,22 @@ class TFLitePredictor:
 
     Raises:
         FileNotFoundError: the model, `vocab.txt` or `preprocessing.json` is missing.
+        ValueError: `preprocessing.json` is not in the `tfnlp-tflite-1` format.
     """
 
     def __init__(self, path: str | Path):
         from tfnlp.compression.tflite import TFLiteClassifier
-        from tfnlp.preprocessing.layer import TextPreprocessor
 
         path = Path(path)
         model_file = path if path.suffix == ".tflite" else path / "model.tflite"
-        spec_file = model_file.parent / SPEC_FILE
-        for required in (model_file, spec_file):
-            if not required.is_file():
-                raise FileNotFoundError(
-                    f"{required}: missing; a .tflite needs the {SPEC_FILE} and vocab.txt that "
-                    "`tfnlp compress` writes beside it."
-                )
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
-        vocabulary_file = model_file.parent / spec["vocabulary_file"]
-        vocabulary = vocabulary_file.read_text(encoding="utf-8").splitlines()
-        self.labels = list(spec["labels"])
-        self.preprocessor = TextPreprocessor(vocabulary, **spec["preprocessor"])
+        if not model_file.is_file():
+            raise FileNotFoundError(
+                f"{model_file}: missing; pass a .tflite file or a `tfnlp compress` artifact "
+                "directory holding model.tflite."
+            )
+        spec = TFLiteSpec.read(model_file.parent)
+        self.labels = spec.labels
+        self.preprocessor = spec.text_preprocessor()
         self.classifier = TFLiteClassifier(model_file.read_bytes())
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
@@ -61,7 +56,7 @@ class TFLitePredictor:
             ids[:, : tokens.shape[1]] = tokens
         rows = []
         for start in range(0, len(texts), self.classifier.batch_size):
-            chunk = ids[start:start + self.classifier.batch_size]
+            chunk = ids[start : start + self.classifier.batch_size]
             padded = np.zeros((self.classifier.batch_size, ids.shape[1]), np.int32)
             padded[: len(chunk)] = chunk
             rows.append(self.classifier.logits(padded)[: len(chunk)])
