@@ -42,6 +42,7 @@ DOCTEST_MODULES = [
     "tfnlp.preprocessing.stopwords",
     "tfnlp.preprocessing.vocabulary",
     "tfnlp.tasks.base",
+    "tfnlp.training.timings",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).

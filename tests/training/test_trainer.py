@@ -45,6 +45,21 @@ def test_metrics_json_has_the_promised_keys(tiny_run):
     assert metrics["train"]["epochs_run"] == 2
 
 
+def test_metrics_json_has_phase_timings_that_add_up(tiny_run):
+    timings = tiny_run.metrics["timings"]
+    phases = {"startup_s", "data_s", "vocabulary_s", "model_s", "input_pipeline_s",
+              "fit_steps_s", "fit_overhead_s", "best_weights_s", "evaluation_s", "baseline_s",
+              "plots_s", "export_s"}
+    assert set(timings) == phases | {"total_s"}
+    assert all(timings[name] >= 0 for name in phases)
+    assert timings["fit_steps_s"] == pytest.approx(tiny_run.metrics["train"]["train_seconds"],
+                                                   abs=1e-3)
+    # Phases are disjoint (the baseline is not also counted in evaluation): they fit in the
+    # process's lifetime, which also held the other tests of this session.
+    assert sum(timings[name] for name in phases) <= timings["total_s"]
+    assert tiny_run.metrics["memory"]["peak_rss_mb"] > 100  # TensorFlow alone needs more
+
+
 def test_best_checkpoint_reloads_to_the_same_predictions(tiny_run):
     trained = load_trained(tiny_run.run_dir)
     model, config, labels = trained.model, trained.config, trained.task.labels

@@ -31,6 +31,7 @@ from tfnlp.tasks.base import Task, TrainingInputs, register_task
 from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
 from tfnlp.training.run_directory import fingerprint
 from tfnlp.training.strategy import dataset_function, prepare_input, steps_per_epoch
+from tfnlp.training.timings import phase
 
 logger = logging.getLogger("tfnlp")
 
@@ -209,13 +210,15 @@ class ClassificationTask(Task):
             encode_labels(splits.validation, labels),
             predict_label_ids(model, splits.validation.texts), labels,
         )
-        baseline = tfidf_logreg_baseline(
-            splits.train.texts, y_train, splits.test.texts, y_test, labels, seed=config.seed
-        )
-        plot_confusion_matrix(
-            test["confusion_matrix"], labels, run.path / "confusion_matrix.png",
-            f"{config.name}: test accuracy {test['accuracy']:.3f}",
-        )
+        with phase("baseline"):
+            baseline = tfidf_logreg_baseline(
+                splits.train.texts, y_train, splits.test.texts, y_test, labels, seed=config.seed
+            )
+        with phase("plots"):
+            plot_confusion_matrix(
+                test["confusion_matrix"], labels, run.path / "confusion_matrix.png",
+                f"{config.name}: test accuracy {test['accuracy']:.3f}",
+            )
         return {
             "pipeline": config.name,
             "model": config.model.name,

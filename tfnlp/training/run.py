@@ -4,7 +4,8 @@
             precision; non-chief workers write to a temporary directory
     train   data, vocabulary (learned or reused; a stale backup is discarded), the model built
             in `strategy.scope()`, `model.fit` with the standard callbacks, the NaN guard
-    finish  best weights, evaluation, export, metrics.json, plots; workers clean up
+    finish  best weights, evaluation, export, plots, metrics.json (with phase timings and
+            peak memory); workers clean up
 
 `train_pipeline` reads top to bottom through `Run`'s phases; the task (`tfnlp.tasks`)
 supplies only what differs between tasks, and `tfnlp.training.trained` reads a finished run
@@ -33,6 +34,7 @@ from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_
 from tfnlp.training.preflight import PreflightError, run_preflight
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction
+from tfnlp.training.timings import PhaseTimings, peak_rss_mb
 from tfnlp.training.trained import load_trained, publish_run
 
 logger = logging.getLogger("tfnlp")
@@ -167,6 +169,17 @@ class Run:
             )
         return summary
 
+    def fit_timed(self, fitted, data, inputs: TrainingInputs, timings: PhaseTimings,
+                  extra_callbacks=None):
+        """`fit`, its wall time split into the training steps and the per-epoch overhead
+        (validation, checkpoints, the backup, TensorBoard)."""
+        start = time.perf_counter()
+        summary = self.fit(fitted, data, inputs, extra_callbacks)
+        steps = sum(summary.train_seconds)
+        timings.add("fit_steps", steps)
+        timings.add("fit_overhead", time.perf_counter() - start - steps)
+        return summary
+
     def best_model(self, model: keras.Model, fitted: keras.Model) -> keras.Model:
         """The served model with the best checkpoint's weights."""
         # BackupAndRestore empties its directory when training ends; drop the husk too.
@@ -177,11 +190,15 @@ class Run:
         fitted.load_weights(str(self.directory.best_checkpoint)).expect_partial()
         return model
 
-    def finish(self, model, preprocessor, data, inputs: TrainingInputs, summary,
-               export: bool) -> TrainingResult:
-        """Evaluation, the export, metrics.json, the training curves and the headline."""
+    def finish(self, model, fitted, preprocessor, data, inputs: TrainingInputs, summary,
+               export: bool, timings: PhaseTimings) -> TrainingResult:
+        """Best weights, evaluation, the export, the training curves, then metrics.json (with
+        the phase timings and peak memory) and the headline."""
         run = self.directory
-        metrics = self.task.evaluate(model, preprocessor, data, run)
+        with timings.phase("best_weights"):
+            model = self.best_model(model, fitted)
+        with timings.phase("evaluation"):
+            metrics = self.task.evaluate(model, preprocessor, data, run)
         metrics["train"] = {
             **self.task.train_metrics(summary, inputs),
             "epochs_run": len(summary.train_seconds),
@@ -193,12 +210,17 @@ class Run:
         }
         export_path = None
         if export:
-            export_path = publish_run(self.task, model, preprocessor, self.config,
-                                       self.task.sample_texts(data, MAX_WARMUP_TEXTS))
+            with timings.phase("export"):
+                export_path = publish_run(self.task, model, preprocessor, self.config,
+                                          self.task.sample_texts(data, MAX_WARMUP_TEXTS))
             metrics["export"] = {"path": str(export_path)}
+        with timings.phase("plots"):
+            if (run.path / "history.csv").is_file():
+                plot_training_curves(run.path / "history.csv", run.path / "training_curves.png")
+        metrics["timings"] = timings.to_dict()
+        metrics["memory"] = {"peak_rss_mb": round(peak_rss_mb(), 1)}
         run.write_json("metrics.json", metrics)
-        if (run.path / "history.csv").is_file():
-            plot_training_curves(run.path / "history.csv", run.path / "training_curves.png")
+        logger.info("%s", timings.summary())
         logger.info("%s", self.task.headline(metrics))
         return TrainingResult(model, metrics, run.path, export_path)
 
@@ -227,15 +249,20 @@ def train_pipeline(
         PreflightError: the strategy, directories or disk cannot run this pipeline.
         FloatingPointError: the loss became NaN (the last good checkpoint is kept).
     """
-    run = Run.start(config, run_dir)
-    data = run.task.read_data()
-    run.task.record_data(data, run.directory)
-    preprocessor = prepare_preprocessor(run.task, data, run.directory)
-    model, fitted = run.build(preprocessor)
-    inputs = run.task.training_inputs(data, preprocessor, run.strategy, run.role)
-    summary = run.fit(fitted, data, inputs, extra_callbacks)
+    timings = PhaseTimings()
+    with timings.phase("startup"):
+        run = Run.start(config, run_dir)
+    with timings.phase("data"):
+        data = run.task.read_data()
+        run.task.record_data(data, run.directory)
+    with timings.phase("vocabulary"):
+        preprocessor = prepare_preprocessor(run.task, data, run.directory)
+    with timings.phase("model"):
+        model, fitted = run.build(preprocessor)
+    with timings.phase("input_pipeline"):
+        inputs = run.task.training_inputs(data, preprocessor, run.strategy, run.role)
+    summary = run.fit_timed(fitted, data, inputs, timings, extra_callbacks)
     if not run.role.is_chief:
         finish_worker(run.role, run.directory.path, run.shared.backup_dir)
         return TrainingResult(model, {}, run.directory.path, None)
-    return run.finish(run.best_model(model, fitted), preprocessor, data, inputs, summary,
-                      export)
+    return run.finish(model, fitted, preprocessor, data, inputs, summary, export, timings)
