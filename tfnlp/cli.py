@@ -163,6 +163,18 @@ def _bench_preprocess(args) -> int:
     return 0
 
 
+def _bench_vocabulary(args) -> int:
+    from tfnlp.bench.vocabulary import bench_vocabulary, summary_lines
+    from tfnlp.config import load_pipeline
+
+    config = load_pipeline(args.pipeline, args.set)
+    out = Path(args.out)
+    report = bench_vocabulary(config, out, repeats=tuple(args.repeats))
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_vocabulary.json'} and {out / 'bench_vocabulary.png'}")
+    return 0
+
+
 def _launch(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.training.cluster import launch_cluster
@@ -315,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_preprocess.add_argument("--limit", type=int,
                                   help="use a seeded subset of N tweets (quick runs)")
     bench_preprocess.set_defaults(handler=_bench_preprocess)
+    bench_vocabulary = bench_commands.add_parser(
+        "vocabulary", help="WordPiece learning seconds: tensorflow-text vs Hugging Face, 1x/4x")
+    bench_vocabulary.add_argument("pipeline", nargs="?", default="pipelines/tweets_bilstm.yaml",
+                                  help="pipeline whose data and preprocessing are used")
+    with_overrides(bench_vocabulary)
+    bench_vocabulary.add_argument("--out", default="runs/bench/vocabulary",
+                                  help="output directory (default runs/bench/vocabulary)")
+    bench_vocabulary.add_argument("--repeats", type=int, nargs="+", default=[1, 4],
+                                  help="sizes, as multiples of the training texts (default 1 4)")
+    bench_vocabulary.set_defaults(handler=_bench_vocabulary)
     return parser
 
 

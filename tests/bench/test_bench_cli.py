@@ -53,3 +53,19 @@ def test_bench_train_writes_all_runs(tmp_path):
     assert runs["tfnlp_bf16_bucketed"]["precision_policy"] == "mixed_bfloat16"
     assert runs["tfnlp_float32_bucketed"]["padded_fraction"] < runs["tfnlp_float32"][
         "padded_fraction"]
+
+
+def test_bench_vocabulary_times_both_learners_at_each_size(tmp_path, capsys):
+    assert main(["bench", "vocabulary", "--set", "data.limit=300", "preprocessing.vocab_size=200",
+                 "--out", str(tmp_path), "--repeats", "1", "2"]) == 0
+    report = json.loads((tmp_path / "bench_vocabulary.json").read_text())
+    assert (tmp_path / "bench_vocabulary.png").read_bytes()[:8] == PNG
+    assert set(report["runs"]) == {"tensorflow_text_1x", "tensorflow_text_2x",
+                                   "huggingface_1x", "huggingface_2x"}
+    one, two = report["runs"]["tensorflow_text_1x"], report["runs"]["tensorflow_text_2x"]
+    assert two["texts"] == 2 * one["texts"] == 2 * 239  # the stratified ~80% split of 300
+    assert two["distinct_words"] == one["distinct_words"]  # repeating adds counts, not words
+    for run in report["runs"].values():
+        assert run["learn_seconds"] > 0 and 2 < run["vocabulary_size"] <= 200
+    assert "cpu_vector_flags" in report["machine"]
+    assert "huggingface_2x" in capsys.readouterr().out

@@ -1,29 +1,12 @@
-"""Measuring helpers shared by the benchmarks: peak memory, machine summary, bar charts."""
+"""Measuring helpers shared by the benchmarks: machine summary, bar charts.
+
+Peak memory comes from `tfnlp.training.timings` (runs record it too).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-
-def reset_peak_rss() -> bool:
-    """Resets this process's peak RSS (Linux `clear_refs`); False where that is impossible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory (VmHWM) in MB, or None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def bar_chart(

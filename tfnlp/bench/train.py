@@ -23,12 +23,7 @@ import numpy as np
 
 from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
-from tfnlp.bench.measure import (
-    bar_chart,
-    machine_summary,
-    peak_rss_mb,
-    reset_peak_rss,
-)
+from tfnlp.bench.measure import bar_chart, machine_summary
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import build_dataset, encode_labels
 from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, token_lengths
@@ -37,6 +32,7 @@ from tfnlp.tasks.classification import ClassificationTask
 from tfnlp.training.callbacks import EpochTimer
 from tfnlp.training.input_pipeline import tokenize_in_dataset
 from tfnlp.training.run import train_pipeline
+from tfnlp.training.timings import peak_rss_mb, reset_peak_rss
 
 logger = logging.getLogger("tfnlp")
 BASELINE = "keras_baseline"

@@ -152,6 +152,11 @@ class PreprocessingConfig:
         tokenizer: WordPiece handles the misspellings and rare words of tweets better than
             whole words.
         vocab_size: learned from the training split only; tweets need few: 8k covers them well.
+        vocabulary_learner: the WordPiece trainer: "tensorflow_text" (its Python learner,
+            ~80 s on the tweets, deterministic) or "huggingface" (the `tokenizers` library,
+            `pip install 'tfnlp[huggingface]'`: ~1.5 s, but its tie-breaking between equally
+            frequent merges differs per process, so reruns may learn other vocabularies). Also
+            used by `task: language_model` with `language_model.tokenizer: wordpiece`.
         sequence_length: the longest tweet is ~60 tokens after punctuation splitting; longer
             inputs are truncated.
         in_dataset: tokenize in a parallel tf.data map during training instead of inside the
@@ -167,6 +172,7 @@ class PreprocessingConfig:
     stopwords_file: str | None = None
     tokenizer: Literal["word", "wordpiece"] = "wordpiece"
     vocab_size: int = bounded(8000, 16)
+    vocabulary_learner: Literal["tensorflow_text", "huggingface"] = "tensorflow_text"
     sequence_length: int = bounded(64, 1)
     in_dataset: bool = False
 

@@ -94,9 +94,12 @@ class TextPreprocessor(NormalizingTokenizer):
 
     @classmethod
     def from_texts(
-        cls, texts: Iterable[str], vocab_size: int = 8000, tokenizer: str = "wordpiece", **kwargs
+        cls, texts: Iterable[str], vocab_size: int = 8000, tokenizer: str = "wordpiece",
+        vocabulary_learner: str = "tensorflow_text", **kwargs
     ) -> TextPreprocessor:
         """Learns the vocabulary from `texts` (the training split) and returns the layer.
+
+        `vocabulary_learner` picks the WordPiece trainer (see `learn_vocabulary`).
 
         Example:
             >>> texts = ["good day", "bad day", "good night"]
@@ -105,7 +108,8 @@ class TextPreprocessor(NormalizingTokenizer):
         """
         counter = cls([PAD_TOKEN, UNK_TOKEN], tokenizer="word", **kwargs)
         counts = count_words(texts, counter.split_words)
-        vocabulary = learn_vocabulary(counts, tokenizer=tokenizer, vocab_size=vocab_size)
+        vocabulary = learn_vocabulary(counts, tokenizer=tokenizer, vocab_size=vocab_size,
+                                      learner=vocabulary_learner)
         return cls(vocabulary, tokenizer=tokenizer, **kwargs)
 
     @property

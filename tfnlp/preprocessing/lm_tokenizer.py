@@ -80,12 +80,13 @@ class LanguageModelTokenizer(NormalizingTokenizer):
 
     @classmethod
     def from_texts(
-        cls, texts: Iterable[str], vocab_size: int = 300, tokenizer: str = "character", **kwargs
+        cls, texts: Iterable[str], vocab_size: int = 300, tokenizer: str = "character",
+        vocabulary_learner: str = "tensorflow_text", **kwargs
     ) -> LanguageModelTokenizer:
         """Learns the vocabulary from `texts` (the training split) and returns the layer.
 
-        Characters: the `vocab_size - 3` most frequent ones. WordPiece: tensorflow-text's
-        learner over the normalised words, as for the classifiers.
+        Characters: the `vocab_size - 3` most frequent ones. WordPiece: `vocabulary_learner`
+        over the normalised words, as for the classifiers (see `learn_vocabulary`).
 
         Example:
             >>> list(LanguageModelTokenizer.from_texts(["abba", "Cab"], vocab_size=5).vocabulary)
@@ -103,7 +104,8 @@ class LanguageModelTokenizer(NormalizingTokenizer):
             vocabulary = LM_RESERVED_TOKENS + ranked[: vocab_size - len(LM_RESERVED_TOKENS)]
         elif tokenizer == "wordpiece":
             words = count_words(texts, lambda t: split_words(probe.normalize(t)))
-            learned = learn_vocabulary(words, tokenizer="wordpiece", vocab_size=vocab_size - 1)
+            learned = learn_vocabulary(words, tokenizer="wordpiece", vocab_size=vocab_size - 1,
+                                       learner=vocabulary_learner)
             vocabulary = LM_RESERVED_TOKENS + [t for t in learned if t not in LM_RESERVED_TOKENS]
         else:
             raise ValueError(

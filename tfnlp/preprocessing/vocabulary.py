@@ -30,16 +30,30 @@ def count_words(
     return collections.Counter({w.decode("utf-8"): c for w, c in counts.items()})
 
 
+# Single characters the WordPiece vocabulary keeps at most (both learners), so that rare
+# scripts do not crowd out subwords; other characters become [UNK].
+MAX_UNIQUE_CHARACTERS = 2000
+LEARNERS = ("huggingface", "tensorflow_text")
+
+
 def learn_vocabulary(
-    word_counts: collections.Counter, *, tokenizer: str, vocab_size: int, min_count: int = 2
+    word_counts: collections.Counter, *, tokenizer: str, vocab_size: int, min_count: int = 2,
+    learner: str = "tensorflow_text",
 ) -> list[str]:
     """Learns the vocabulary: reserved tokens first, then words or WordPieces.
 
     Args:
         word_counts: word frequencies from the training split.
-        tokenizer: "word" (most frequent words) or "wordpiece" (tensorflow-text's learner).
+        tokenizer: "word" (most frequent words) or "wordpiece".
         vocab_size: the maximum size, reserved tokens included.
-        min_count: word-level only: rarer words map to `[UNK]`.
+        min_count: rarer words map to `[UNK]` (word level) or are not merged into subwords
+            (WordPiece).
+        learner: WordPiece only: "tensorflow_text" (tensorflow-text's learner, in Python: a
+            binary search over a count threshold, ~80 s on the tweets; deterministic) or
+            "huggingface" (the `tokenizers` trainer, in Rust: ~1.5 s, but it breaks ties
+            between equally frequent merges in a per-process random order, so two runs may
+            learn slightly different vocabularies). Both write "##" continuation pieces for
+            the same in-graph FastWordpiece tokenizer.
 
     Returns:
         The tokens in id order.
@@ -57,17 +71,43 @@ def learn_vocabulary(
             w for w, c in word_counts.most_common() if c >= min_count and w not in RESERVED_TOKENS
         ]
         return RESERVED_TOKENS + common[: vocab_size - len(RESERVED_TOKENS)]
-    if tokenizer == "wordpiece":
-        from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
-
-        vocab = learner.learn(
-            list(word_counts.items()),
-            vocab_size=vocab_size,
-            reserved_tokens=RESERVED_TOKENS,
-            lower_thresh=min_count,
-            max_unique_chars=2000,
+    if tokenizer != "wordpiece":
+        raise ValueError(
+            f"`tokenizer` must be 'word' or 'wordpiece'. Received: tokenizer={tokenizer!r}."
         )
-        return list(vocab)
-    raise ValueError(
-        f"`tokenizer` must be 'word' or 'wordpiece'. Received: tokenizer={tokenizer!r}."
+    if learner == "huggingface":
+        return _huggingface_wordpiece(word_counts, vocab_size, min_count)
+    if learner == "tensorflow_text":
+        from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as lib
+
+        return list(lib.learn(
+            list(word_counts.items()), vocab_size=vocab_size, reserved_tokens=RESERVED_TOKENS,
+            lower_thresh=min_count, max_unique_chars=MAX_UNIQUE_CHARACTERS,
+        ))
+    raise ValueError(f"`learner` must be one of {LEARNERS}. Received: learner={learner!r}.")
+
+
+def _huggingface_wordpiece(word_counts: collections.Counter, vocab_size: int,
+                           min_count: int) -> list[str]:
+    """The `tokenizers` WordPiece trainer over the counted words (already normalised and
+    pre-split in TF, so the trainer only splits on the spaces between them)."""
+    try:
+        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    except ImportError:
+        raise ImportError(
+            "`preprocessing.vocabulary_learner: huggingface` needs the `tokenizers` library: "
+            "pip install 'tfnlp[huggingface]' (or pip install tokenizers)."
+        ) from None
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_count, special_tokens=RESERVED_TOKENS,
+        limit_alphabet=MAX_UNIQUE_CHARACTERS, continuing_subword_prefix="##",
+        show_progress=False,
     )
+    # Each word as often as it was counted, in batches (the trainer counts them again).
+    words = [[word] * count for word, count in word_counts.items()]
+    tokenizer.train_from_iterator(words, trainer=trainer, length=len(words))
+    vocabulary = tokenizer.get_vocab()
+    return sorted(vocabulary, key=vocabulary.get)

@@ -67,7 +67,9 @@ class ClassificationTask(Task):
     """
 
     labels: list[str] | None = None
-    headline_figures = (("test accuracy", "test.accuracy"), ("macro-F1", "test.macro_f1"))
+    headline_figures = (("test accuracy", "test.accuracy"), ("macro-F1", "test.macro_f1"),
+                        ("TF-IDF+LR accuracy", "baseline.tfidf_logreg.accuracy"),
+                        ("macro-F1", "baseline.tfidf_logreg.macro_f1"))
 
     def read_data(self) -> ClassificationData:
         data = self.config.data
@@ -109,12 +111,17 @@ class ClassificationTask(Task):
         }
 
     def vocabulary_key(self, data: ClassificationData) -> str:
-        return fingerprint(asdict(self.config.preprocessing), data.splits.train.texts)
+        settings = asdict(self.config.preprocessing)
+        if settings["vocabulary_learner"] == "tensorflow_text":
+            # The default learner keeps the fingerprints of runs made before the option.
+            del settings["vocabulary_learner"]
+        return fingerprint(settings, data.splits.train.texts)
 
     def learn_preprocessor(self, data: ClassificationData) -> TextPreprocessor:
+        p = self.config.preprocessing
         return TextPreprocessor.from_texts(
-            data.splits.train.texts, vocab_size=self.config.preprocessing.vocab_size,
-            **self.preprocessor_options(),
+            data.splits.train.texts, vocab_size=p.vocab_size,
+            vocabulary_learner=p.vocabulary_learner, **self.preprocessor_options(),
         )
 
     def preprocessor_from(self, vocabulary: list[str]) -> TextPreprocessor:

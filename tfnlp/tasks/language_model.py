@@ -84,12 +84,15 @@ class LanguageModelTask(Task):
         }
 
     def vocabulary_key(self, data: LanguageModelData) -> str:
-        return fingerprint(self.preprocessor_options(), self.config.language_model.vocab_size,
-                           data.splits["train"])
+        parts = [self.preprocessor_options(), self.config.language_model.vocab_size]
+        if self.config.language_model.tokenizer == "wordpiece":
+            parts.append(self.config.preprocessing.vocabulary_learner)
+        return fingerprint(*parts, data.splits["train"])
 
     def learn_preprocessor(self, data: LanguageModelData) -> LanguageModelTokenizer:
         return LanguageModelTokenizer.from_texts(
             data.splits["train"], vocab_size=self.config.language_model.vocab_size,
+            vocabulary_learner=self.config.preprocessing.vocabulary_learner,
             **self.preprocessor_options(),
         )
 

@@ -218,7 +218,7 @@ class Run:
             if (run.path / "history.csv").is_file():
                 plot_training_curves(run.path / "history.csv", run.path / "training_curves.png")
         metrics["timings"] = timings.to_dict()
-        metrics["memory"] = {"peak_rss_mb": round(peak_rss_mb(), 1)}
+        metrics["memory"] = {"peak_rss_mb": peak_rss_mb()}
         run.write_json("metrics.json", metrics)
         logger.info("%s", timings.summary())
         logger.info("%s", self.task.headline(metrics))

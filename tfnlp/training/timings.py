@@ -1,4 +1,4 @@
-"""Phase timings of a run: where the wall time goes, written to `metrics.json` as `timings`.
+"""Phase timings and peak memory of a run, written to `metrics.json` (`timings`, `memory`).
 
 A phase nested in another (the TF-IDF baseline inside evaluation) is charged to itself only:
 the outer phase reports its own time without the inner one, so the phases add up to the
@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import resource
 import time
+from pathlib import Path
 
 _ACTIVE: contextvars.ContextVar[PhaseTimings | None] = contextvars.ContextVar(
     "tfnlp_phase_timings", default=None)
@@ -93,6 +93,21 @@ def process_seconds() -> float | None:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def reset_peak_rss() -> bool:
+    """Resets this process's peak RSS (Linux `clear_refs`); False where that is impossible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM) in MB, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
