@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfnlp.backend import tf
-from tfnlp.export.generation import GENERATE_WITH_OPTIONS_SIGNATURE
+from tfnlp.export.generation import GENERATE_WITH_OPTIONS_SIGNATURE, per_prompt
 
 # `check_decoding_options` is re-exported: `tfnlp generate` validates its flags with it.
 from tfnlp.models.decoding import check_decoding_options
@@ -36,9 +36,9 @@ def load_generator(run_or_export: str | Path):
                 "`task: language_model` run or export."
             )
 
-        def function(*args):
+        def function(prompt, **options):
             # A closure over `module`: its tf.functions hold only a weak reference to it.
-            return module.generate_with_options(*args)
+            return module.generate_with_options(prompt, **options)
     else:
         from tfnlp.serving import load_exported
 
@@ -50,17 +50,15 @@ def load_generator(run_or_export: str | Path):
             )
         signature = loaded.signatures[GENERATE_WITH_OPTIONS_SIGNATURE]
 
-        def function(prompt, max_tokens, temperature, top_k, top_p, seed):
-            return signature(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                             top_k=top_k, top_p=top_p, seed=seed)
+        def function(prompt, **options):
+            return signature(prompt=prompt, **options)
 
     def generate(prompts, max_tokens=100, temperature=1.0, top_k=0, top_p=1.0, seed=0):
         check_decoding_options(max_tokens, temperature, top_k, top_p)
-        outputs = function(
-            tf.constant(list(prompts), tf.string), tf.constant(max_tokens, tf.int32),
-            tf.constant(temperature, tf.float32), tf.constant(top_k, tf.int32),
-            tf.constant(top_p, tf.float32), tf.constant(seed, tf.int64),
-        )
+        prompts = list(prompts)
+        options = per_prompt(len(prompts), max_tokens=max_tokens, temperature=temperature,
+                             top_k=top_k, top_p=top_p, seed=seed)
+        outputs = function(tf.constant(prompts, tf.string), **options)
         return [text.decode("utf-8", errors="replace") for text in outputs["text"].numpy()]
 
     return generate

@@ -11,7 +11,7 @@ import pytest
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import ModelConfig
 from tfnlp.evaluation.language_model import evaluate_language_model, language_model_metrics
-from tfnlp.export.generation import GenerationModule
+from tfnlp.export.generation import GenerationModule, per_prompt
 from tfnlp.models.language_model import (
     LSTMLanguageModel,
     TransformerLanguageModel,
@@ -46,14 +46,27 @@ def module(request, tokenizer):
 
 
 def _generate(module, prompts, max_tokens=10, temperature=0.0, top_k=0, top_p=1.0, seed=0):
-    return module.generate_with_options(
-        tf.constant(prompts),
-        tf.constant(max_tokens),
-        tf.constant(temperature),
-        tf.constant(top_k),
-        tf.constant(top_p),
-        tf.constant(seed, tf.int64),
-    )
+    options = per_prompt(len(prompts), max_tokens=max_tokens, temperature=temperature,
+                         top_k=top_k, top_p=top_p, seed=seed)
+    return module.generate_with_options(tf.constant(prompts), **options)
+
+
+def test_each_prompt_keeps_its_own_options_whatever_its_batch(module):
+    """What a batching server needs: per-row options, and a row's text independent of the
+    other rows it was batched with."""
+    prompts = tf.constant(["ab", "ba", "ab"])
+    options = {"max_tokens": tf.constant([6, 2, 6]), "temperature": tf.constant([0.9, 0.0, 1.5]),
+               "top_k": tf.constant([0, 0, 3]), "top_p": tf.constant([0.9, 1.0, 1.0]),
+               "seed": tf.constant([11, 0, 12], tf.int64)}
+    batch = module.generate_with_options(prompts, **options)
+    assert int(tf.reduce_sum(tf.cast(batch["token_ids"][1] != 0, tf.int32))) <= 2
+    for row in range(3):
+        alone = module.generate_with_options(prompts[row:row + 1],
+                                             **{k: v[row:row + 1] for k, v in options.items()})
+        width = alone["token_ids"].shape[1]
+        assert batch["token_ids"][row, :width].numpy().tolist() == \
+            alone["token_ids"][0].numpy().tolist()
+        assert not batch["token_ids"][row, width:].numpy().any()  # then padding
 
 
 @pytest.mark.parametrize("name", ["lstm", "transformer"])

@@ -59,17 +59,22 @@ import json, sys
 import tensorflow as tf, tensorflow_text  # noqa: F401  (no tfnlp import: a bare TF process)
 loaded = tf.saved_model.load(sys.argv[1])
 options = loaded.signatures["generate_with_options"]
-args = dict(prompt=tf.constant(["i love", ""]), max_tokens=tf.constant(20),
-            temperature=tf.constant(0.9), top_k=tf.constant(20), top_p=tf.constant(0.95))
-a = options(seed=tf.constant(5, tf.int64), **args)
-b = options(seed=tf.constant(5, tf.int64), **args)
-plain = loaded.signatures["generate"](prompt=tf.constant(["i love"]), max_tokens=tf.constant(7),
-                                      temperature=tf.constant(1.0))
+# Every option is per prompt ([batch]), so each row may ask for its own.
+args = dict(prompt=tf.constant(["i love", ""]), max_tokens=tf.constant([20, 3]),
+            temperature=tf.constant([0.9, 0.0]), top_k=tf.constant([20, 0]),
+            top_p=tf.constant([0.95, 1.0]))
+a = options(seed=tf.constant([5, 5], tf.int64), **args)
+b = options(seed=tf.constant([5, 5], tf.int64), **args)
+alone = options(seed=tf.constant([5], tf.int64), **{k: v[:1] for k, v in args.items()})
+plain = loaded.signatures["generate"](prompt=tf.constant(["i love"]), max_tokens=tf.constant([7]),
+                                      temperature=tf.constant([1.0]))
 probabilities = loaded.signatures["serving_default"](text=tf.constant(["i lov"]))["probabilities"]
 print(json.dumps({
     "text": [t.decode() for t in a["text"].numpy()],
     "same": a["token_ids"].numpy().tolist() == b["token_ids"].numpy().tolist(),
     "steps": int(a["token_ids"].shape[1]),
+    "num_tokens": a["num_tokens"].numpy().tolist(),
+    "alone": alone["text"].numpy()[0].decode(),
     "plain_tokens": plain["num_tokens"].numpy().tolist(),
     "probability_sum": float(tf.reduce_sum(probabilities)),
     "vocabulary": int(probabilities.shape[1]),
@@ -83,6 +88,8 @@ def test_exported_generate_signature_in_a_fresh_process(tiny_lm):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["same"] and report["steps"] <= 20
+    assert report["num_tokens"][1] <= 3  # the second prompt's own max_tokens
+    assert report["alone"] == report["text"][0]  # a row does not depend on its batch-mates
     assert all(isinstance(t, str) for t in report["text"]) and any(report["text"])
     assert 0 <= report["plain_tokens"][0] <= 7
     assert report["probability_sum"] == pytest.approx(1.0, rel=1e-4)

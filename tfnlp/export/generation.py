@@ -13,8 +13,6 @@ Sampling uses stateless random ops keyed by (seed, step): the same seed gives th
 
 from __future__ import annotations
 
-import numpy as np
-
 from tfnlp.backend import keras, tf
 from tfnlp.export.module import ServingModule, Untracked
 from tfnlp.export.reference import CHECK_TEXTS
@@ -35,6 +33,21 @@ CHECK_PROMPTS = [text for text in CHECK_TEXTS if len(text) < 1000]
 CHECK_OPTIONS = {"max_tokens": 20, "temperature": 0.8, "top_k": 0, "top_p": 0.9, "seed": 123}
 
 
+OPTION_DTYPES = {"max_tokens": tf.int32, "temperature": tf.float32, "top_k": tf.int32,
+                 "top_p": tf.float32, "seed": tf.int64}
+
+
+def per_prompt(count: int, **options) -> dict[str, tf.Tensor]:
+    """Each decoding option repeated for `count` prompts, as the signatures take them.
+
+    Example:
+        >>> per_prompt(2, max_tokens=5, seed=7)["seed"].numpy()
+        array([7, 7])
+    """
+    return {key: tf.fill([count], tf.constant(value, OPTION_DTYPES[key]))
+            for key, value in options.items()}
+
+
 class GenerationModule(ServingModule):
     """Tokenizer + language model + decoding, with the functions a SavedModel exports.
 
@@ -48,7 +61,8 @@ class GenerationModule(ServingModule):
         >>> tokenizer = LanguageModelTokenizer.from_texts(["hello world"], vocab_size=12)
         >>> model = LSTMLanguageModel(tokenizer.vocabulary_size, embedding_dim=4, units=8)
         >>> module = GenerationModule(model, tokenizer)
-        >>> out = module.generate_with_options(tf.constant(["he", "wo"]), 5, 0.8, 0, 0.9, 7)
+        >>> options = per_prompt(2, max_tokens=5, temperature=0.8, top_k=0, top_p=0.9, seed=7)
+        >>> out = module.generate_with_options(tf.constant(["he", "wo"]), **options)
         >>> out["token_ids"].shape[0], out["text"].dtype
         (2, tf.string)
         >>> sorted(module.signatures())
@@ -79,28 +93,33 @@ class GenerationModule(ServingModule):
             "num_tokens": tf.reduce_sum(tf.cast(kept, tf.int32), axis=1),
         }
 
+    # Every input is `[batch]`: TF-Serving's batching refuses rank-0 inputs, and per-example
+    # options let it merge requests that asked for different ones.
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="max_tokens"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-        tf.TensorSpec([], tf.int32, name="top_k"),
-        tf.TensorSpec([], tf.float32, name="top_p"),
-        tf.TensorSpec([], tf.int64, name="seed"),
+        tf.TensorSpec([None], tf.int32, name="max_tokens"),
+        tf.TensorSpec([None], tf.float32, name="temperature"),
+        tf.TensorSpec([None], tf.int32, name="top_k"),
+        tf.TensorSpec([None], tf.float32, name="top_p"),
+        tf.TensorSpec([None], tf.int64, name="seed"),
     ])
     def generate_with_options(self, prompt, max_tokens, temperature, top_k, top_p, seed):
-        """Continuations of `prompt`: greedy at temperature 0, seeded sampling otherwise."""
+        """Continuations of `prompt`, each with its own options: greedy at temperature 0,
+        seeded sampling otherwise (the same seed gives the same text)."""
         return self._generate(prompt, max_tokens, temperature, top_k, top_p, seed)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="max_tokens"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([None], tf.int32, name="max_tokens"),
+        tf.TensorSpec([None], tf.float32, name="temperature"),
     ])
     def generate(self, prompt, max_tokens, temperature):
-        """Continuations of `prompt` (plain sampling, a fresh random seed per call)."""
-        seed = tf.random.uniform([], maxval=tf.int64.max, dtype=tf.int64)
+        """Continuations of `prompt` (plain sampling, a fresh random seed per prompt)."""
+        batch = tf.shape(prompt)[:1]
+        seed = tf.random.uniform(batch, maxval=tf.int64.max, dtype=tf.int64)
         # Calls the traced function (not `_generate`) so the decoding graph is traced once.
-        return self.generate_with_options(prompt, max_tokens, temperature, 0, 1.0, seed)
+        return self.generate_with_options(prompt, max_tokens, temperature,
+                                          tf.zeros(batch, tf.int32), tf.ones(batch), seed)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def next_token_probabilities(self, text):
@@ -115,26 +134,23 @@ class GenerationModule(ServingModule):
 
     def warmup_records(self, texts: list[str], model_name: str) -> list[bytes]:
         prompts = warmup_sample(texts)
-        tokens, temperature = np.int32(8), np.float32(1.0)
+        options = {k: v.numpy() for k, v in per_prompt(
+            len(prompts), max_tokens=8, temperature=1.0, top_k=0, top_p=1.0, seed=0).items()}
+        plain = {k: options[k] for k in ("max_tokens", "temperature")}
         return [
             predict_log(model_name, NEXT_TOKEN_SIGNATURE, {"text": prompts}),
-            predict_log(model_name, GENERATE_SIGNATURE, {
-                "prompt": prompts, "max_tokens": tokens, "temperature": temperature}),
-            predict_log(model_name, GENERATE_WITH_OPTIONS_SIGNATURE, {
-                "prompt": prompts, "max_tokens": tokens, "temperature": temperature,
-                "top_k": np.int32(0), "top_p": np.float32(1.0), "seed": np.int64(0)}),
+            predict_log(model_name, GENERATE_SIGNATURE, {"prompt": prompts, **plain}),
+            predict_log(model_name, GENERATE_WITH_OPTIONS_SIGNATURE,
+                        {"prompt": prompts, **options}),
         ]
 
     def reference(self) -> dict:
         prompts = tf.constant(CHECK_PROMPTS)
         probabilities = self.next_token_probabilities(prompts)["probabilities"].numpy()
-        o = CHECK_OPTIONS
         generated = self.generate_with_options(
-            prompts, tf.constant(o["max_tokens"], tf.int32),
-            tf.constant(o["temperature"], tf.float32), tf.constant(o["top_k"], tf.int32),
-            tf.constant(o["top_p"], tf.float32), tf.constant(o["seed"], tf.int64))
+            prompts, **per_prompt(len(CHECK_PROMPTS), **CHECK_OPTIONS))
         return {"kind": "generator", "texts": list(CHECK_PROMPTS),
                 "probabilities": [[float(p) for p in row] for row in probabilities],
-                "options": dict(o),
+                "options": dict(CHECK_OPTIONS),
                 "generated": [t.decode("utf-8", "replace") for t in generated["text"].numpy()],
                 "portable": False}

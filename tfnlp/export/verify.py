@@ -144,7 +144,8 @@ EXPECTED_SIGNATURES = {
 
 
 def check_signatures(export: Path, kind: str = "classifier") -> CheckResult:
-    """Every signature the kind of export promises, with its inputs, outputs and method."""
+    """Every signature the kind of export promises, with its inputs (each at least `[batch]`,
+    as TF-Serving's batching requires), outputs and method name."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel.FromString((export / "saved_model.pb").read_bytes())
@@ -157,6 +158,11 @@ def check_signatures(export: Path, kind: str = "classifier") -> CheckResult:
             continue
         if set(found.inputs) != inputs or not outputs <= set(found.outputs):
             problems.append(f"{name} must map {sorted(inputs)} to {sorted(outputs)}")
+        scalars = sorted(key for key, spec in found.inputs.items()
+                         if spec.tensor_shape.unknown_rank or not spec.tensor_shape.dim)
+        if scalars:
+            # TF-Serving's --enable_batching refuses the whole model then.
+            problems.append(f"{name} takes scalar inputs {scalars}: batching needs [batch]")
         if method is not None and found.method_name != method:
             problems.append(f"{name} method is {found.method_name!r}")
     described = ", ".join(name + (f" ({method})" if method else "")

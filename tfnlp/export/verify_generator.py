@@ -24,16 +24,18 @@ import tensorflow as tf
 
 export, given = sys.argv[1], json.loads(sys.stdin.read())
 loaded = tf.saved_model.load(export)
-prompts, o = tf.constant(given["texts"]), given["options"]
+prompts, o, n = tf.constant(given["texts"]), given["options"], len(given["texts"])
 probabilities = loaded.signatures["serving_default"](text=prompts)["probabilities"]
-options = dict(prompt=prompts, max_tokens=tf.constant(o["max_tokens"], tf.int32),
-               temperature=tf.constant(o["temperature"], tf.float32),
-               top_k=tf.constant(o["top_k"], tf.int32), top_p=tf.constant(o["top_p"], tf.float32),
-               seed=tf.constant(o["seed"], tf.int64))
-first = loaded.signatures["generate_with_options"](**options)
-second = loaded.signatures["generate_with_options"](**options)
-plain = loaded.signatures["generate"](prompt=prompts, max_tokens=tf.constant(5),
-                                      temperature=tf.constant(1.0))
+dtypes = dict(max_tokens=tf.int32, temperature=tf.float32, top_k=tf.int32, top_p=tf.float32,
+              seed=tf.int64)
+options = {k: tf.fill([n], tf.constant(o[k], dtypes[k])) for k in dtypes}  # [batch] each
+first = loaded.signatures["generate_with_options"](prompt=prompts, **options)
+second = loaded.signatures["generate_with_options"](prompt=prompts, **options)
+# The first prompt alone: a row's text must not depend on the rest of the batch.
+alone = loaded.signatures["generate_with_options"](
+    prompt=prompts[:1], **{k: v[:1] for k, v in options.items()})
+plain = loaded.signatures["generate"](prompt=prompts, max_tokens=tf.fill([n], 5),
+                                      temperature=tf.ones([n]))
 warmup = []
 try:
     from tensorflow_serving.apis import prediction_log_pb2
@@ -52,6 +54,7 @@ print(json.dumps({
     "generated": [t.decode("utf-8", "replace") for t in first["text"].numpy()],
     "same_seed_same_ids": first["token_ids"].numpy().tolist()
                           == second["token_ids"].numpy().tolist(),
+    "alone": alone["text"].numpy()[0].decode("utf-8", "replace"),
     "plain_tokens": plain["num_tokens"].numpy().tolist(),
     "warmup": warmup,
 }))
@@ -79,9 +82,11 @@ def check_generator_fresh_process(export: Path, reference: dict) -> list[CheckRe
                     f"{len(expected)} prompts: next-token max |Δp| = {difference:.1e} vs the "
                     "training-time model"),
         CheckResult("same seed, same text",
-                    served["same_seed_same_ids"] and served["generated"] == reference["generated"],
+                    served["same_seed_same_ids"] and served["generated"] == reference["generated"]
+                    and served["alone"] == reference["generated"][0],
                     f"seed {o['seed']}, {o['max_tokens']} tokens, temperature {o['temperature']}, "
-                    f"top_p {o['top_p']}: the text `tfnlp generate` wrote at export"),
+                    f"top_p {o['top_p']}: the text `tfnlp generate` wrote at export, in a batch "
+                    "and alone"),
         CheckResult("generate", len(plain) == len(expected) and all(0 <= n <= 5 for n in plain),
                     f"unseeded sampling, tokens per prompt {plain}"),
         CheckResult("warm-up requests", warmup_ok,

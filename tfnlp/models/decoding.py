@@ -53,14 +53,14 @@ def generate_ids(model, prompt_ids: tf.RaggedTensor, max_tokens, sampler, seed=0
     Args:
         model: a language model with `start` and `step` (see the module docstring).
         prompt_ids: int32 `RaggedTensor` `[batch, (length)]`, each row a non-empty prompt.
-        max_tokens: int scalar (negative counts as 0).
+        max_tokens: int, scalar or per row `[batch]` (negative counts as 0).
         sampler: a `Sampler`, or a mapping of `sampler_from_options` arguments
-            (`temperature`, `top_k`, `top_p`; tensors allowed).
-        seed: int64 scalar; with the step it keys the sampler's random ops.
+            (`temperature`, `top_k`, `top_p`; tensors, scalar or `[batch]`, allowed).
+        seed: int64, scalar or `[batch]`; with the step it keys each row's random ops.
 
     Returns:
-        int32 `[batch, steps]`, steps <= max_tokens: the generated ids (the [EOS] included),
-        [PAD] after a row's [EOS].
+        int32 `[batch, steps]`, steps <= the largest max_tokens: the generated ids (the [EOS]
+        included), [PAD] after a row's [EOS] or its own max_tokens.
 
     Example:
         >>> from tfnlp.models.language_model import LSTMLanguageModel
@@ -72,14 +72,17 @@ def generate_ids(model, prompt_ids: tf.RaggedTensor, max_tokens, sampler, seed=0
     """
     if isinstance(sampler, Mapping):
         sampler = sampler_from_options(**sampler)
-    max_tokens = tf.maximum(tf.cast(max_tokens, tf.int32), 0)
-    first_logits, state = model.start(prompt_ids, max_tokens)  # (B, V)
-    batch = tf.shape(first_logits)[0]
+    batch = tf.cast(prompt_ids.nrows(), tf.int32)
+    row_limits = tf.broadcast_to(  # (B,)
+        tf.reshape(tf.maximum(tf.cast(max_tokens, tf.int32), 0), [-1]), [batch])
+    longest = tf.reduce_max(tf.concat([row_limits, [0]], axis=0))
+    first_logits, state = model.start(prompt_ids, longest)  # (B, V)
 
     def not_done(step, logits, finished, tokens, state):
-        return tf.logical_and(step < max_tokens, tf.logical_not(tf.reduce_all(finished)))
+        return tf.logical_and(step < longest, tf.logical_not(tf.reduce_all(finished)))
 
     def body(step, logits, finished, tokens, state):
+        finished = tf.logical_or(finished, step >= row_limits)
         token = sampler(mask_never_generated(logits), step, seed)  # (B,)
         token = tf.where(finished, PAD_ID, token)
         tokens = tokens.write(step, token)

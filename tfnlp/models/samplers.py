@@ -11,10 +11,12 @@ inside a `tf.function` / `tf.while_loop` and in an exported SavedModel.
 * `TopPSampler`: the same, cut to the smallest set whose probability reaches `top_p`
   (nucleus sampling), optionally also to the `top_k` most likely.
 
-Random samplers use stateless random ops keyed by (seed, step): the same seed gives the same
-text. Options given as Python numbers are validated when the sampler is made; options given as
-tensors (an exported signature's inputs) are taken as they are, and `sampler_from_options`
-builds the sampler that handles them in-graph.
+Random samplers use stateless random ops keyed by (seed, step), row by row: the same seed
+gives the same text, whatever else is in the batch. Every option may be a scalar or one value
+per row (`[batch]`), which is what the exported, batching-safe signatures pass. Options given
+as Python numbers are validated when the sampler is made; options given as tensors (an
+exported signature's inputs) are taken as they are, and `sampler_from_options` builds the
+sampler that handles them in-graph.
 """
 
 from __future__ import annotations
@@ -31,6 +33,40 @@ _MIN_TEMPERATURE = 1e-6
 
 def _is_tensor(value) -> bool:
     return isinstance(value, (tf.Tensor, tf.Variable))
+
+
+def per_row(value, logits: tf.Tensor, dtype) -> tf.Tensor:
+    """An option given once (a scalar) or per row (`[batch]`), as `[batch]` of `dtype`.
+
+    Exported signatures take every option per example, so a batching server can merge
+    requests that asked for different options into one batch.
+    """
+    return tf.broadcast_to(tf.reshape(tf.cast(value, dtype), [-1]), tf.shape(logits)[:1])
+
+
+def sample_rows(logits: tf.Tensor, seeds: tf.Tensor, step) -> tf.Tensor:
+    """One categorical sample per row, each keyed by (its own seed, step).
+
+    Row by row, so a row's sample depends on its logits and seed only, never on the other
+    rows of the batch (a batching server merges independent requests).
+
+    Args:
+        logits: float32 `[batch, vocab]`.
+        seeds: int64 `[batch]`.
+        step: int scalar.
+
+    Returns:
+        int32 `[batch]`.
+    """
+    step = tf.cast(step, tf.int64)
+
+    def one(row):
+        row_logits, seed = row
+        key = tf.stack([seed, step])
+        return tf.random.stateless_categorical(row_logits[None], 1, seed=key,
+                                               dtype=tf.int32)[0, 0]
+
+    return tf.map_fn(one, (logits, seeds), fn_output_signature=tf.int32)
 
 
 def check_temperature(temperature) -> None:
@@ -74,8 +110,9 @@ def filter_logits(logits: tf.Tensor, top_k, top_p) -> tf.Tensor:
 
     Args:
         logits: float32 `[batch, vocab]`.
-        top_k: int32 scalar; 0 (or >= vocab) keeps every token.
-        top_p: float32 scalar in (0, 1]; 1 keeps every token. The most likely token always stays.
+        top_k: int32, scalar or `[batch]`; 0 (or >= vocab) keeps every token.
+        top_p: float32, scalar or `[batch]`, in (0, 1]; 1 keeps every token. The most likely
+            token always stays.
 
     Returns:
         The filtered logits, same shape.
@@ -86,12 +123,13 @@ def filter_logits(logits: tf.Tensor, top_k, top_p) -> tf.Tensor:
         [[True, True, False, False]]
     """
     vocab = tf.shape(logits)[-1]
-    top_k = tf.cast(top_k, tf.int32)
+    top_k = per_row(top_k, logits, tf.int32)  # (B,)
     k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
-    kth_largest = tf.math.top_k(logits, k=k).values[:, -1:]  # (B, 1)
+    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
+    kth_largest = tf.gather(ranked, k - 1, batch_dims=1)[:, None]  # (B, 1)
     logits = tf.where(logits < kth_largest, MASKED_LOGIT, logits)
 
-    top_p = tf.cast(top_p, tf.float32)
+    top_p = per_row(top_p, logits, tf.float32)[:, None]  # (B, 1)
     ranked = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
     # Probability mass of the tokens ranked above each one: keep while it is below top_p.
     mass_before = tf.cumsum(tf.nn.softmax(ranked, axis=-1), axis=-1, exclusive=True)
@@ -174,10 +212,9 @@ class RandomSampler(Sampler):
 
     def sample(self, logits, step, seed):
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B,)
-        temperature = tf.cast(self.temperature, tf.float32)
-        scaled = self.filter(logits / tf.maximum(temperature, _MIN_TEMPERATURE))  # (B, V)
-        key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-        sampled = tf.random.stateless_categorical(scaled, 1, seed=key, dtype=tf.int32)[:, 0]
+        temperature = per_row(self.temperature, logits, tf.float32)  # (B,)
+        scaled = self.filter(logits / tf.maximum(temperature, _MIN_TEMPERATURE)[:, None])
+        sampled = sample_rows(scaled, per_row(seed, logits, tf.int64), step)  # (B,)
         return tf.where(temperature > 0.0, sampled, greedy)
 
     def get_config(self):
