@@ -30,6 +30,8 @@ DOCTEST_MODULES = [
     "tfnlp.evaluation.metrics",
     "tfnlp.evaluation.plots",
     "tfnlp.export.generation",
+    "tfnlp.export.model_config",
+    "tfnlp.export.server_config",
     "tfnlp.export.versions",
     "tfnlp.models.decoding",
     "tfnlp.models.language_model",

@@ -178,6 +178,12 @@ def _check_type(hint, value):
         (item,) = typing.get_args(hint)
         items = [_check_type(item, v) for v in value]
         return _INVALID if any(i is _INVALID for i in items) else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _INVALID
+        key_hint, value_hint = typing.get_args(hint)
+        pairs = [(_check_type(key_hint, k), _check_type(value_hint, v)) for k, v in value.items()]
+        return _INVALID if any(_INVALID in pair for pair in pairs) else dict(pairs)
     if hint is type(None):
         return None if value is None else _INVALID
     if hint is bool:
@@ -200,6 +206,9 @@ def _describe(hint) -> str:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
     if origin is list:
         return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        return f"a mapping of {_describe(key_hint)} to {_describe(value_hint)}"
     if hint is type(None):
         return "null"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(

@@ -31,6 +31,8 @@ _SAFE_NAME_EXPECTATION = (
 )
 # The `model.name`s that `task: language_model` can build.
 LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
+# TF-Serving version label names (e.g. "stable", "canary").
+VERSION_LABEL = re.compile(r"\A[a-z][a-z0-9_-]{0,63}\Z")
 
 
 class FieldError(ValueError):
@@ -292,6 +294,9 @@ class ExportConfig:
         portable: preprocessing from TensorFlow core ops only, so runtimes without
             tensorflow-text load it; it differs only where NFKC / case folding differ from
             lower-casing (see tfnlp.export.portable).
+        labels: TF-Serving version labels, e.g. {stable: 3, canary: 4}: models.config then
+            serves exactly those versions and clients may ask for `/labels/canary`. None
+            leaves the model's labels as they are; {} removes them.
     """
 
     dir: str = "saved_models"
@@ -299,6 +304,10 @@ class ExportConfig:
     version: int | Literal["auto"] = bounded("auto", 1)
     keep: int | None = bounded(None, 1)
     portable: bool = False
+    labels: dict[str, int] | None = checked(
+        lambda labels: all(VERSION_LABEL.match(k) and v >= 1 for k, v in labels.items()),
+        "a mapping of label names (lower-case letters, digits, '_' or '-', starting with a "
+        "letter) to positive version numbers, e.g. {stable: 1, canary: 2}", None)
 
 
 @dataclass(frozen=True)

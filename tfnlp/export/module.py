@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 
 from tfnlp.backend import tf
-from tfnlp.export.model_config import write_models_config
+from tfnlp.export.model_config import write_models_config, write_version_labels
 from tfnlp.export.reference import write_reference
+from tfnlp.export.server_config import write_server_configs
 from tfnlp.export.versions import claim_version, model_directory, prune_versions
 from tfnlp.export.warmup import write_warmup_records
 
@@ -81,8 +82,12 @@ def publish(
     keep: int | None = None,
     warmup_texts: list[str] | None = None,
     check_ops: bool = True,
+    labels: dict[str, int] | None = None,
 ) -> Path:
     """Exports `module` for TF-Serving as `<export_root>/<name>/<version>/`.
+
+    Then rewrites `<export_root>/models.config`, and writes the batching and monitoring flag
+    files there where they are missing (`tfnlp.export.server_config`).
 
     Args:
         module: the task's serving module.
@@ -94,13 +99,16 @@ def publish(
             writes no warm-up file.
         check_ops: refuse the export when an op is neither TensorFlow core nor
             tensorflow-text (or, for a portable module, not core).
+        labels: TF-Serving version labels to set after this export (e.g. {"stable": 3,
+            "canary": 4}); None leaves the model's labels as they are, {} removes them.
 
     Returns:
         The path of the new version directory.
 
     Raises:
-        ValueError: a bad name, version or keep, an explicit version that already exists, or
-            ops a stock runtime lacks.
+        ValueError: a bad name, version or keep, an explicit version that already exists,
+            ops a stock runtime lacks, or a label naming a version that is not there (the new
+            version is then published and the labels left as they were).
     """
     if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
         raise ValueError(
@@ -121,7 +129,10 @@ def publish(
         shutil.rmtree(staging, ignore_errors=True)
     if keep is not None:
         prune_versions(model_dir, keep)
+    if labels is not None:
+        write_version_labels(model_dir, labels)
     write_models_config(export_root)
+    write_server_configs(export_root)
     return path
 
 

@@ -41,7 +41,7 @@ def publish_run(task: Task, model, preprocessor, config: PipelineConfig,
         task.serving_module(model, preprocessor), export_dir or config.export.dir,
         name or config.export.name or config.name,
         version=version if version is not None else config.export.version,
-        keep=config.export.keep, warmup_texts=warmup_texts,
+        keep=config.export.keep, warmup_texts=warmup_texts, labels=config.export.labels,
     )
     logger.info("exported: %s", path)
     return path
