@@ -102,15 +102,22 @@ def _bench_lm(args) -> int:
 
 
 def _predict(args) -> int:
-    from tfnlp.compression.tflite_predictor import TFLitePredictor, is_tflite_path
-    from tfnlp.serving import load_exported, predict_texts
+    from tfnlp.prediction import load_predictor, predict_file
 
-    if is_tflite_path(args.model_dir):  # a compressed .tflite (tfnlp compress)
-        rows = TFLitePredictor(args.model_dir).predict_texts(args.texts)
-    else:
-        rows = predict_texts(load_exported(args.model_dir), args.texts)
-    for row in rows:
-        print(json.dumps(row, ensure_ascii=False))
+    if bool(args.texts) == bool(args.input):
+        raise ValueError("`tfnlp predict` takes texts on the command line or `--input FILE` "
+                         "(`-` for stdin), not both and not neither.")
+    predictor = load_predictor(args.model_dir)
+    if args.texts:
+        for row in predictor.predict_texts(args.texts):
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    report = predict_file(
+        predictor, args.input, args.output, input_format=args.input_format,
+        output_format=args.format, text_column=args.text_column, batch_size=args.batch_size,
+        on_bad_row=args.on_bad_row, progress=not args.quiet,
+    )
+    print(report.summary(), file=sys.stderr)
     return 0
 
 
@@ -172,6 +179,16 @@ def _bench_vocabulary(args) -> int:
     report = bench_vocabulary(config, out, repeats=tuple(args.repeats))
     print("\n".join(summary_lines(report)))
     print(f"wrote {out / 'bench_vocabulary.json'} and {out / 'bench_vocabulary.png'}")
+    return 0
+
+
+def _bench_predict(args) -> int:
+    from tfnlp.bench.predict import bench_predict, summary_lines
+
+    out = Path(args.out)
+    report = bench_predict(args.model_dir, out, limit=args.limit, batch_size=args.batch_size)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_predict.json'} and {out / 'bench_predict.png'}")
     return 0
 
 
@@ -241,10 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve_check.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")
     serve_check.set_defaults(handler=_serve_check)
 
-    predict = commands.add_parser("predict", help="classify texts with an exported SavedModel")
+    predict = commands.add_parser(
+        "predict", help="classify texts, or a whole file of them, with an export or a run")
     predict.add_argument("model_dir", help="saved_models/<name> (newest version) or a version, "
-                         "or a compressed .tflite (or its directory)")
-    predict.add_argument("texts", nargs="+", metavar="TEXT")
+                         "a run directory, or a compressed .tflite (or its directory)")
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
+    predict.add_argument("--input", metavar="FILE", help="a CSV, JSONL or text file of inputs "
+                         "(any tf.io.gfile path), or - for stdin; one output row per input row")
+    predict.add_argument("--output", metavar="FILE", help="where the rows go (default stdout)")
+    predict.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                         help="output format (default jsonl)")
+    predict.add_argument("--input-format", choices=("auto", "csv", "jsonl", "lines"),
+                         default="auto", help="input format (default: from the extension)")
+    predict.add_argument("--text-column", default="text",
+                         help="the CSV column or JSON key with the text (default text)")
+    predict.add_argument("--batch-size", type=int, default=256, help="texts per model call")
+    predict.add_argument("--on-bad-row", choices=("report", "error"), default="report",
+                         help="a row without text: write an error row naming its line "
+                              "(default) or stop there")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
 
     launch = commands.add_parser(
@@ -337,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_vocabulary.add_argument("--repeats", type=int, nargs="+", default=[1, 4],
                                   help="sizes, as multiples of the training texts (default 1 4)")
     bench_vocabulary.set_defaults(handler=_bench_vocabulary)
+    bench_predict = bench_commands.add_parser(
+        "predict", help="texts/s: tfnlp predict --input vs the bare in-process model")
+    bench_predict.add_argument("model_dir", help="an export, a run directory or a .tflite")
+    bench_predict.add_argument("--out", default="runs/bench/predict",
+                               help="output directory (default runs/bench/predict)")
+    bench_predict.add_argument("--limit", type=int, help="a seeded subset of N tweets")
+    bench_predict.add_argument("--batch-size", type=int, default=256, help="texts per call")
+    bench_predict.set_defaults(handler=_bench_predict)
     return parser
 
 

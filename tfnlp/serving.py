@@ -20,19 +20,38 @@ def load_exported(model_dir: str | Path):
     return tf.saved_model.load(str(latest_version(model_dir)))
 
 
-def predict_texts(loaded, texts: list[str]) -> list[dict]:
-    """Label and per-label probabilities for each text, through `serving_default`."""
-    from tfnlp.backend import tf
+def prediction_rows(texts: list[str], probabilities, labels: list[str]) -> list[dict]:
+    """`{"text", "label", "probabilities": {label: p}}` per text (what `tfnlp predict` prints).
 
-    outputs = loaded.signatures[SERVING_SIGNATURE](text=tf.constant(list(texts), tf.string))
-    names = [name.decode("utf-8") for name in loaded.label_names.numpy()]
-    return [
-        {
-            "text": text,
-            "label": label.decode("utf-8"),
-            "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)},
-        }
-        for text, label, probabilities in zip(
-            texts, outputs["label"].numpy(), outputs["probabilities"].numpy()
-        )
-    ]
+    Example:
+        >>> prediction_rows(["hi"], [[0.25, 0.75]], ["neg", "pos"])
+        [{'text': 'hi', 'label': 'pos', 'probabilities': {'neg': 0.25, 'pos': 0.75}}]
+    """
+    rows = []
+    for text, row in zip(texts, probabilities):
+        best = max(range(len(labels)), key=lambda i: row[i])
+        rows.append({"text": text, "label": labels[best],
+                     "probabilities": {n: round(float(p), 6) for n, p in zip(labels, row)}})
+    return rows
+
+
+class ExportPredictor:
+    """An export's `serving_default` as `labels` + `probabilities(texts)`.
+
+    Args:
+        model_dir: `saved_models/<name>` (newest version) or a version directory.
+    """
+
+    def __init__(self, model_dir: str | Path):
+        self.loaded = load_exported(model_dir)
+        self.labels = [name.decode("utf-8") for name in self.loaded.label_names.numpy()]
+        self._serve = self.loaded.signatures[SERVING_SIGNATURE]
+
+    def probabilities(self, texts: list[str]):
+        """Softmax probabilities `[len(texts), labels]` (numpy)."""
+        from tfnlp.backend import tf
+
+        return self._serve(text=tf.constant(list(texts), tf.string))["probabilities"].numpy()
+
+    def predict_texts(self, texts: list[str]) -> list[dict]:
+        return prediction_rows(texts, self.probabilities(texts), self.labels)

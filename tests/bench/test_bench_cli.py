@@ -69,3 +69,16 @@ def test_bench_vocabulary_times_both_learners_at_each_size(tmp_path, capsys):
         assert run["learn_seconds"] > 0 and 2 < run["vocabulary_size"] <= 200
     assert "cpu_vector_flags" in report["machine"]
     assert "huggingface_2x" in capsys.readouterr().out
+
+
+def test_bench_predict_times_the_file_path_beside_the_bare_model(tiny_run, tmp_path, capsys):
+    assert main(["bench", "predict", str(tiny_run.export_path.parent), "--limit", "300",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench_predict.json").read_text())
+    assert (tmp_path / "bench_predict.png").read_bytes()[:8] == PNG
+    assert report["texts"] == 300 and report["runs"]["predict_file"]["rows"] == 300
+    assert report["runs"]["predict_file"]["bad_rows"] == 0
+    runs = report["runs"]
+    assert report["ratio"] == pytest.approx(
+        runs["predict_file"]["texts_per_second"] / runs["in_process"]["texts_per_second"])
+    assert "predict_file / in_process" in capsys.readouterr().out

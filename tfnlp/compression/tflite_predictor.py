@@ -65,13 +65,7 @@ class TFLitePredictor:
         return shifted / shifted.sum(axis=-1, keepdims=True)
 
     def predict_texts(self, texts: list[str]) -> list[dict]:
-        """The same rows as `tfnlp.serving.predict_texts`: text, label, probabilities."""
-        probabilities = self.probabilities(texts)
-        return [
-            {
-                "text": text,
-                "label": self.labels[int(np.argmax(row))],
-                "probabilities": {n: round(float(p), 6) for n, p in zip(self.labels, row)},
-            }
-            for text, row in zip(texts, probabilities)
-        ]
+        """The same rows as an export's: text, label, probabilities."""
+        from tfnlp.serving import prediction_rows
+
+        return prediction_rows(texts, self.probabilities(texts), self.labels)
