@@ -192,6 +192,19 @@ def _bench_predict(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from tfnlp.rest_server import serve
+
+    if not Path(args.export_root).is_dir():
+        raise FileNotFoundError(f"{args.export_root}: no export root here; export a model "
+                                "with `tfnlp train` or `tfnlp export` first.")
+    print(f"serving {args.export_root} at http://{args.host}:{args.port}/v1/models/<name> "
+          "(a development endpoint: production uses tensorflow_model_server)", flush=True)
+    serve(args.export_root, args.host, args.port, max_request_bytes=args.max_request_bytes,
+          timeout_seconds=args.timeout)
+    return 0
+
+
 def _launch(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.training.cluster import launch_cluster
@@ -278,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default) or stop there")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
+
+    serve = commands.add_parser(
+        "serve", help="a local TF-Serving-compatible REST endpoint (development and tests)")
+    serve.add_argument("export_root", help="the export root, e.g. saved_models")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    serve.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
+                       help="larger bodies get 413 (default 16 MB)")
+    serve.add_argument("--timeout", type=float, default=60.0,
+                       help="seconds a request may run (default 60)")
+    serve.set_defaults(handler=_serve)
 
     launch = commands.add_parser(
         "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
