@@ -205,6 +205,17 @@ def _serve(args) -> int:
     return 0
 
 
+def _bench_serve(args) -> int:
+    from tfnlp.bench.serve import bench_serve, summary_lines
+
+    out = Path(args.out)
+    report = bench_serve(args.export_root, args.model, out, requests=args.requests,
+                         clients=args.clients, batch=args.batch)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
+    return 0
+
+
 def _launch(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.training.cluster import launch_cluster
@@ -401,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_predict.add_argument("--limit", type=int, help="a seeded subset of N tweets")
     bench_predict.add_argument("--batch-size", type=int, default=256, help="texts per call")
     bench_predict.set_defaults(handler=_bench_predict)
+    bench_serve = bench_commands.add_parser(
+        "serve", help="tfnlp serve under load on loopback: req/s, p50/p99, 0 errors asserted")
+    bench_serve.add_argument("export_root", help="the export root, e.g. saved_models")
+    bench_serve.add_argument("--model", required=True, help="the model name to load-test")
+    bench_serve.add_argument("--requests", type=int, default=2000, help="requests per run")
+    bench_serve.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    bench_serve.add_argument("--batch", type=int, default=8,
+                             help="texts per request in the client-batching run")
+    bench_serve.add_argument("--out", default="runs/bench/serve",
+                             help="output directory (default runs/bench/serve)")
+    bench_serve.set_defaults(handler=_bench_serve)
     return parser
 
 

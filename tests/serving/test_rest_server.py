@@ -140,3 +140,14 @@ def test_a_version_appearing_while_requests_run_is_served_only_once_complete(url
     assert answers and set(answers) == {200}
     versions = httpx.get(f"{url}/tweets_bilstm/versions/2", timeout=60).json()
     assert versions["model_version_status"][0]["version"] == "2"
+
+
+@pytest.mark.slow  # 2 x 2,000 requests from 16 clients on 2 shared cores; run with -m slow
+def test_load_2000_requests_from_16_clients_lose_nothing(root, tmp_path):
+    from tfnlp.bench.serve import bench_serve
+
+    report = bench_serve(root, "tweets_bilstm", tmp_path, requests=2000, clients=16, batch=8)
+    for run in report["runs"].values():
+        assert (run["errors"], run["lost"], run["duplicated"]) == (0, 0, 0)
+        assert run["requests"] == 2000 and run["latency_ms_p99"] >= run["latency_ms_p50"] > 0
+    assert (tmp_path / "bench_serve.png").stat().st_size > 0
