@@ -216,6 +216,16 @@ def _bench_serve(args) -> int:
     return 0
 
 
+def _bench_tflite(args) -> int:
+    from tfnlp.bench.tflite import bench_tflite, summary_lines
+
+    out = Path(args.out)
+    report = bench_tflite(args.model_file, out, calls=args.calls)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'bench_tflite.json'} and {out / 'bench_tflite.png'}")
+    return 0
+
+
 def _launch(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.training.cluster import launch_cluster
@@ -423,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--out", default="runs/bench/serve",
                              help="output directory (default runs/bench/serve)")
     bench_serve.set_defaults(handler=_bench_serve)
+    bench_tflite = bench_commands.add_parser(
+        "tflite", help="a .tflite on LiteRT vs tf.lite.Interpreter: batch-1 latency")
+    bench_tflite.add_argument("model_file", help="a .tflite file (tfnlp compress)")
+    bench_tflite.add_argument("--calls", type=int, default=200, help="timed invocations")
+    bench_tflite.add_argument("--out", default="runs/bench/tflite",
+                              help="output directory (default runs/bench/tflite)")
+    bench_tflite.set_defaults(handler=_bench_tflite)
     return parser
 
 

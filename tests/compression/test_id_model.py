@@ -47,6 +47,7 @@ def test_text_model_is_strings_in_again(tiny_ids, tiny_preprocessor):
 
 def test_transformer_id_model_survives_full_integer_quantization():
     from tfnlp.compression import tflite
+    from tfnlp.compression.interpreter import TFLiteClassifier
     from tfnlp.models.classifiers import build_transformer_classifier
     from tfnlp.preprocessing import TextPreprocessor
 
@@ -78,5 +79,5 @@ def test_transformer_id_model_survives_full_integer_quantization():
     softmax = [op for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
     assert softmax and all(tensors[op["inputs"][0]]["quantization"][0] < 1.0 for op in softmax)
     # Every length 1..16 runs on the builtin kernels, and mostly agrees with float.
-    predictions = tflite.TFLiteClassifier(int8, xnnpack=False).predict_ids(ids)
+    predictions = TFLiteClassifier(int8, xnnpack=False).predict_ids(ids)
     assert (predictions == np.argmax(id_model(ids).numpy(), -1)).mean() >= 0.8

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tfnlp.backend import keras
-from tfnlp.compression import clustering, quantization, tflite
+from tfnlp.compression import clustering, interpreter, quantization, tflite
 from tfnlp.compression.id_model import build_id_model
 
 
@@ -20,8 +20,8 @@ def test_qat_annotates_supported_layers_and_converts_to_int8(tiny_ids):
     assert any(type(layer).__name__.startswith("QuantizeWrapper") for layer in qat.layers)
     _fit_once(qat, ids)
     flatbuffer, _ = tflite.convert(qat, "int8_dynamic", batch_size=1, sequence_length=length)
-    assert tflite.tensor_dtypes(flatbuffer).get("int8", 0) > 0
-    predictions = tflite.TFLiteClassifier(flatbuffer).predict_ids(ids)
+    assert interpreter.tensor_dtypes(flatbuffer).get("int8", 0) > 0
+    predictions = interpreter.TFLiteClassifier(flatbuffer).predict_ids(ids)
     assert predictions.shape == (len(ids),) and set(predictions) <= {0, 1, 2}
 
 

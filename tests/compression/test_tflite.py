@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tfnlp.compression import tflite
+from tfnlp.compression.interpreter import TFLiteClassifier, tensor_dtypes
 from tfnlp.compression.spec import TFLiteSpec
 from tfnlp.compression.tflite_predictor import TFLitePredictor, is_tflite_path
 
@@ -29,7 +30,7 @@ def converted(tiny_ids):
 
 def test_float32_tflite_matches_keras(converted, tiny_ids):
     id_model, _, ids, _, _ = tiny_ids
-    classifier = tflite.TFLiteClassifier(converted[0])
+    classifier = TFLiteClassifier(converted[0])
     assert (classifier.batch_size, classifier.sequence_length) == ids[:1].shape
     np.testing.assert_allclose(classifier.logits(ids[:1]), id_model(ids[:1]).numpy(), atol=1e-4)
     np.testing.assert_array_equal(
@@ -42,9 +43,9 @@ def test_full_integer_model_holds_int8_tensors(converted):
     assert details["mode"] == "int8_full" and details["unrolled"]
     assert "WHILE" in tflite.op_counts(float32)["ops"]  # the masked recurrence as loops
     assert "WHILE" not in tflite.op_counts(int8)["ops"]  # unrolled into straight-line ops
-    dtypes = tflite.tensor_dtypes(int8)
+    dtypes = tensor_dtypes(int8)
     assert dtypes.get("int8", 0) > dtypes.get("float32", 0)
-    assert "int8" not in tflite.tensor_dtypes(float32)
+    assert "int8" not in tensor_dtypes(float32)
     # The weights of the fully connected head are int8 in the flatbuffer.
     interpreter = tflite.tf.lite.Interpreter(model_content=int8)
     weights = [
@@ -56,7 +57,7 @@ def test_full_integer_model_holds_int8_tensors(converted):
     # No file-size check here: on this tiny model the unrolled recurrence outweighs what int8
     # weights save (424 kB vs 40 kB with the loop); sizes are measured in the report instead.
     # Integer outputs are dequantized back to logits: predictions are real label ids.
-    predictions = tflite.TFLiteClassifier(int8).predict_ids(np.zeros((3, INT8_LENGTH), np.int32))
+    predictions = TFLiteClassifier(int8).predict_ids(np.zeros((3, INT8_LENGTH), np.int32))
     assert predictions.shape == (3,) and set(predictions) <= {0, 1, 2}
 
 
@@ -69,8 +70,8 @@ def test_stripping_names_keeps_the_model_and_its_signature(converted, tiny_ids):
     assert not any(t["name"] for t in interpreter.get_tensor_details())
     assert list(interpreter.get_signature_list()) == ["serving_default"]
     np.testing.assert_array_equal(
-        tflite.TFLiteClassifier(stripped).logits(ids[:1]),
-        tflite.TFLiteClassifier(float32).logits(ids[:1]),
+        TFLiteClassifier(stripped).logits(ids[:1]),
+        TFLiteClassifier(float32).logits(ids[:1]),
     )
 
 

@@ -17,6 +17,7 @@ from tfnlp.compression import measure, report
 from tfnlp.compression import tflite as tflite_lib
 from tfnlp.compression.data import CompressionData
 from tfnlp.compression.id_model import text_model
+from tfnlp.compression.interpreter import tensor_dtypes
 from tfnlp.compression.passes import Artifact
 from tfnlp.compression.spec import TFLiteSpec
 from tfnlp.config.schema import PipelineConfig
@@ -90,7 +91,7 @@ class Artifacts:
                 throughput_calls=c.throughput_calls,
             ),
             "conversion": details,
-            "tensor_dtypes": tflite_lib.tensor_dtypes(flatbuffer),
+            "tensor_dtypes": tensor_dtypes(flatbuffer),
             "ops": tflite_lib.op_counts(flatbuffer),
             **extra,
         }

@@ -72,7 +72,7 @@ def measure_tflite(
     overhead can make float32 slower, and an int8 speed-up measured against that handicap
     would flatter int8. Throughput comes from the batch-64 model on the same kernels.
     """
-    from tfnlp.compression.tflite import TFLiteClassifier
+    from tfnlp.compression.interpreter import TFLiteClassifier
 
     runs, errors = {}, {}
     for kernels in ("xnnpack", "builtin"):

@@ -186,16 +186,6 @@ def _converter(function, id_model, mode, representative_ids, supported_ops):
     return converter
 
 
-def tensor_dtypes(flatbuffer: bytes) -> dict[str, int]:
-    """How many tensors of each dtype the model holds (e.g. {"int8": 40, "float32": 2})."""
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    counts: dict[str, int] = {}
-    for tensor in interpreter.get_tensor_details():
-        name = np.dtype(tensor["dtype"]).name
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
 def op_counts(flatbuffer: bytes) -> dict:
     """Operators in every subgraph (WHILE bodies included) and how often each occurs.
 
@@ -215,64 +205,3 @@ def op_counts(flatbuffer: bytes) -> dict:
         counts[name] = counts.get(name, 0) + 1
     subgraphs = len(re.findall(r"^Subgraph#\d+", text.getvalue(), flags=re.M))
     return {"subgraphs": subgraphs, "ops": dict(sorted(counts.items()))}
-
-
-class TFLiteClassifier:
-    """Runs a converted id-level model with the TFLite interpreter.
-
-    Args:
-        flatbuffer: the `.tflite` bytes.
-        num_threads: interpreter threads.
-        xnnpack: use the default delegates (XNNPACK on CPU); False runs TFLite's builtin
-            kernels only, which is how to tell a delegate effect from a kernel effect.
-    """
-
-    def __init__(self, flatbuffer: bytes, num_threads: int = 1, xnnpack: bool = True):
-        self.xnnpack = xnnpack
-        try:
-            self.interpreter = self._interpreter(flatbuffer, num_threads, xnnpack)
-        except RuntimeError:
-            # XNNPACK refuses some graphs (e.g. an unrolled full-int8 LSTM: "failed to create
-            # XNNPACK runtime"); TFLite's builtin kernels still run them.
-            if not xnnpack:
-                raise
-            self.xnnpack = False
-            self.interpreter = self._interpreter(flatbuffer, num_threads, False)
-        (self._input,) = self.interpreter.get_input_details()
-        (self._output,) = self.interpreter.get_output_details()
-        self.batch_size, self.sequence_length = (int(d) for d in self._input["shape"])
-
-    @staticmethod
-    def _interpreter(flatbuffer: bytes, num_threads: int, xnnpack: bool):
-        resolver = (
-            tf.lite.experimental.OpResolverType.AUTO
-            if xnnpack
-            else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
-        interpreter = tf.lite.Interpreter(
-            model_content=flatbuffer,
-            num_threads=num_threads,
-            experimental_op_resolver_type=resolver,
-        )
-        interpreter.allocate_tensors()
-        return interpreter
-
-    def logits(self, ids: np.ndarray) -> np.ndarray:
-        """Logits for exactly one `[batch_size, sequence_length]` batch of ids."""
-        self.interpreter.set_tensor(self._input["index"], ids.astype(self._input["dtype"]))
-        self.interpreter.invoke()
-        output = self.interpreter.get_tensor(self._output["index"])
-        scale, zero_point = self._output["quantization"]
-        if scale:  # an integer output: back to real-valued logits
-            output = (output.astype(np.float32) - zero_point) * scale
-        return output
-
-    def predict_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Argmax label ids for any number of rows (the last batch padded with zeros)."""
-        predictions = []
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start : start + self.batch_size]
-            padded = np.zeros((self.batch_size, self.sequence_length), np.int32)
-            padded[: len(chunk)] = chunk
-            predictions.append(np.argmax(self.logits(padded)[: len(chunk)], axis=-1))
-        return np.concatenate(predictions) if predictions else np.zeros([0], np.int64)

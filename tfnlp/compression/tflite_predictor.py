@@ -32,7 +32,7 @@ class TFLitePredictor:
     """
 
     def __init__(self, path: str | Path):
-        from tfnlp.compression.tflite import TFLiteClassifier
+        from tfnlp.compression.interpreter import TFLiteClassifier
 
         path = Path(path)
         model_file = path if path.suffix == ".tflite" else path / "model.tflite"
