@@ -154,3 +154,14 @@ def test_serve_check_passes_on_the_language_model_export(tiny_lm):
         reference["generated"]
     config = (tiny_lm.export_path.parent.parent / "models.config").read_text()
     assert f'base_path: "{tiny_lm.export_path.parent.resolve()}"' in config
+
+
+def test_every_signature_input_is_batched(tiny_lm, tiny_run):
+    """TF-Serving's --enable_batching refuses rank-0 inputs: none in either kind of export."""
+    from tfnlp.serving import load_exported
+
+    for export in (tiny_lm.export_path, tiny_run.export_path):
+        loaded = load_exported(export)
+        for name, signature in loaded.signatures.items():
+            for key, spec in signature.structured_input_signature[1].items():
+                assert spec.shape.rank is not None and spec.shape.rank >= 1, (export, name, key)

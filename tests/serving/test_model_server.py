@@ -41,7 +41,9 @@ def server(tiny_run):
     grpc_port, rest_port = _free_port(), _free_port()
     process = subprocess.Popen(
         [SERVER, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-         f"--model_config_file={root / 'models.config'}"],
+         f"--model_config_file={root / 'models.config'}", "--enable_batching",
+         f"--batching_parameters_file={root / 'batching_parameters.txt'}",
+         f"--monitoring_config_file={root / 'monitoring.config'}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     status_url = f"http://127.0.0.1:{rest_port}/v1/models/tweets_bilstm"
     deadline = time.monotonic() + 120

@@ -18,6 +18,19 @@ from tfnlp.bench.measure import bar_chart, machine_summary
 from tfnlp.bench.preprocess import bench_texts
 from tfnlp.prediction import load_predictor, predict_file
 
+# Batch sizes timed on the first `SWEEP_TEXTS` texts: where throughput stops rising is a
+# sensible `max_batch_size` for TF-Serving's batching on this machine.
+SWEEP_BATCH_SIZES = (1, 8, 32, 64, 128, 256)
+SWEEP_TEXTS = 2048
+
+
+def _in_process_seconds(predictor, texts: list[str], batch_size: int) -> float:
+    predictor.probabilities(texts[:batch_size])  # traces the graph before any timing
+    start = time.perf_counter()
+    for first in range(0, len(texts), batch_size):
+        predictor.probabilities(texts[first:first + batch_size])
+    return time.perf_counter() - start
+
 
 def bench_predict(model: str | Path, out_dir: str | Path, *, limit: int | None = None,
                   batch_size: int = 256) -> dict:
@@ -28,11 +41,9 @@ def bench_predict(model: str | Path, out_dir: str | Path, *, limit: int | None =
     """
     predictor = load_predictor(model)
     texts = bench_texts(1, limit)
-    predictor.probabilities(texts[:batch_size])  # traces the graph before any timing
-    start = time.perf_counter()
-    for first in range(0, len(texts), batch_size):
-        predictor.probabilities(texts[first:first + batch_size])
-    in_process = time.perf_counter() - start
+    sweep = {size: _in_process_seconds(predictor, texts[:SWEEP_TEXTS], size)
+             for size in SWEEP_BATCH_SIZES}
+    in_process = _in_process_seconds(predictor, texts, batch_size)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "texts.csv"
         with open(source, "w", newline="", encoding="utf-8") as file:
@@ -45,7 +56,10 @@ def bench_predict(model: str | Path, out_dir: str | Path, *, limit: int | None =
             "predict_file": {"seconds": report.seconds,
                              "texts_per_second": report.texts_per_second,
                              "rows": report.rows, "bad_rows": report.bad_rows}}
+    count = min(SWEEP_TEXTS, len(texts))
     result = {"model": str(model), "texts": len(texts), "batch_size": batch_size, "runs": runs,
+              "in_process_texts_per_second_by_batch_size": {
+                  str(size): count / seconds for size, seconds in sweep.items()},
               "ratio": runs["predict_file"]["texts_per_second"]
               / runs["in_process"]["texts_per_second"],
               "machine": machine_summary()}
@@ -58,6 +72,9 @@ def bench_predict(model: str | Path, out_dir: str | Path, *, limit: int | None =
 
 
 def summary_lines(report: dict) -> list[str]:
+    sweep = report["in_process_texts_per_second_by_batch_size"]
     return [f"{name:<14}{run['texts_per_second']:>10,.0f} texts/s  ({run['seconds']:.2f} s)"
             for name, run in report["runs"].items()] + [
-        f"predict_file / in_process: {report['ratio']:.2f}"]
+        f"predict_file / in_process: {report['ratio']:.2f}",
+        "in process by batch size: " + ", ".join(f"{size}: {rate:,.0f}/s"
+                                                 for size, rate in sweep.items())]
