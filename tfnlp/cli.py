@@ -253,20 +253,18 @@ def _version(value: str):
     return value if value == "auto" else int(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfnlp", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _with_overrides(sub) -> None:
+    sub.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+        help="override a pipeline value, e.g. --set train.epochs=3 (repeatable)",
+    )
 
-    def with_overrides(sub):
-        sub.add_argument(
-            "--set", action="extend", nargs="+", default=[], metavar="KEY.PATH=VALUE",
-            help="override a pipeline value, e.g. --set train.epochs=3 (repeatable)",
-        )
 
+def _add_run_commands(commands) -> None:
+    """train, evaluate, export: a pipeline's run and its export."""
     train = commands.add_parser("train", help="train, evaluate and export a pipeline")
     train.add_argument("pipeline", help="pipeline YAML file")
-    with_overrides(train)
+    _with_overrides(train)
     train.add_argument("--run-dir", help="run directory (default runs/<pipeline name>)")
     train.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     train.set_defaults(handler=_train)
@@ -287,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_export)
 
+
+def _add_serving_commands(commands) -> None:
+    """serve-check, predict, serve: using an export."""
     serve_check = commands.add_parser(
         "serve-check", help="run every TF-Serving check on an export; exit 0 only if all pass")
     serve_check.add_argument("model_dir", help="saved_models/<name> (newest version) or a version")
@@ -324,13 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds a request may run (default 60)")
     serve.set_defaults(handler=_serve)
 
+
+def _add_pipeline_commands(commands) -> None:
+    """launch, compress, validate, generate."""
     launch = commands.add_parser(
         "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
     launch.add_argument("pipeline", help="pipeline YAML file")
     launch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     launch.add_argument("--ps", type=int, default=0,
                         help="parameter servers; 0 = multi-worker mirrored (default)")
-    with_overrides(launch)
+    _with_overrides(launch)
     launch.add_argument("--run-dir", help="run directory (default runs/<pipeline name>)")
     launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
@@ -341,14 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("pipeline", help="pipeline YAML file (its compression: section)")
     compress.add_argument("--from", dest="run_dir", required=True, metavar="RUN_DIR",
                           help="the trained run directory (runs/<name>)")
-    with_overrides(compress)
+    _with_overrides(compress)
     compress.add_argument("--out", required=True, metavar="DIR",
                           help="where the artifacts and compression_report.json go")
     compress.set_defaults(handler=_compress)
 
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")
-    with_overrides(validate)
+    _with_overrides(validate)
     validate.set_defaults(handler=_validate)
 
     generate = commands.add_parser(
@@ -367,12 +371,21 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="same seed, same text (default: random)")
     generate.set_defaults(handler=_generate)
 
+
+def _add_bench_commands(commands) -> None:
+    """bench <name>: benchmarks that print and save JSON + PNG."""
     bench = commands.add_parser("bench", help="benchmarks: print and save JSON + PNG")
     bench_commands = bench.add_subparsers(dest="bench", required=True)
+    _add_training_benchmarks(bench_commands)
+    _add_serving_benchmarks(bench_commands)
+
+
+def _add_training_benchmarks(bench_commands) -> None:
+    """bench distribute, lm, train, preprocess, vocabulary."""
     bench_distribute = bench_commands.add_parser(
         "distribute", help="examples/s: one device vs mirrored (2 CPU replicas) vs 2 workers")
     bench_distribute.add_argument("pipeline", help="pipeline YAML file")
-    with_overrides(bench_distribute)
+    _with_overrides(bench_distribute)
     bench_distribute.add_argument("--out", default="runs/bench/distribute",
                                   help="output directory (default runs/bench/distribute)")
     bench_distribute.set_defaults(handler=_bench_distribute)
@@ -381,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_lm.add_argument("pipeline", nargs="?", default="pipelines/tweets_lm.yaml",
                           help="pipeline whose model sizes are measured (default tweets_lm)")
-    with_overrides(bench_lm)
+    _with_overrides(bench_lm)
     bench_lm.add_argument("--out", default="runs/bench/lm",
                           help="output directory (default runs/bench/lm)")
     bench_lm.add_argument("--steps", type=int, default=20, help="timed training steps")
@@ -392,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_train = bench_commands.add_parser(
         "train", help="training throughput: classic Keras vs tfnlp float32/bucketed/bf16")
     bench_train.add_argument("pipeline", help="pipeline YAML file (lstm or bilstm)")
-    with_overrides(bench_train)
+    _with_overrides(bench_train)
     bench_train.add_argument("--out", help="output directory (default runs/bench/<name>)")
     bench_train.set_defaults(handler=_bench_train)
     bench_preprocess = bench_commands.add_parser(
@@ -408,12 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
         "vocabulary", help="WordPiece learning seconds: tensorflow-text vs Hugging Face, 1x/4x")
     bench_vocabulary.add_argument("pipeline", nargs="?", default="pipelines/tweets_bilstm.yaml",
                                   help="pipeline whose data and preprocessing are used")
-    with_overrides(bench_vocabulary)
+    _with_overrides(bench_vocabulary)
     bench_vocabulary.add_argument("--out", default="runs/bench/vocabulary",
                                   help="output directory (default runs/bench/vocabulary)")
     bench_vocabulary.add_argument("--repeats", type=int, nargs="+", default=[1, 4],
                                   help="sizes, as multiples of the training texts (default 1 4)")
     bench_vocabulary.set_defaults(handler=_bench_vocabulary)
+
+
+def _add_serving_benchmarks(bench_commands) -> None:
+    """bench predict, serve, tflite."""
     bench_predict = bench_commands.add_parser(
         "predict", help="texts/s: tfnlp predict --input vs the bare in-process model")
     bench_predict.add_argument("model_dir", help="an export, a run directory or a .tflite")
@@ -440,6 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tflite.add_argument("--out", default="runs/bench/tflite",
                               help="output directory (default runs/bench/tflite)")
     bench_tflite.set_defaults(handler=_bench_tflite)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfnlp", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run_commands, _add_serving_commands, _add_pipeline_commands,
+                _add_bench_commands):
+        add(commands)
     return parser
 
 
