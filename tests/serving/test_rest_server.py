@@ -4,9 +4,6 @@ its error answers, path safety, and a version appearing while requests run."""
 import base64
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,17 +11,12 @@ import httpx
 import numpy as np
 import pytest
 
+from tfnlp.bench.serve import start_server
 from tfnlp.export.model_config import write_version_labels
 from tfnlp.serving import ExportPredictor
 
 TEXTS = ["I love this car :)", "worst traffic ever", "我爱北京天安门", "😀", ""]
 LIMIT = 20_000  # --max-request-bytes, small so the 413 test stays small
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,24 +28,7 @@ def root(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(root):
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tfnlp", "serve", str(root), "--port", str(port),
-         "--max-request-bytes", str(LIMIT)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    base = f"http://127.0.0.1:{port}/v1/models"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/tweets_bilstm", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"tfnlp serve did not start: {process.stdout.read()[-3000:]}")
-        time.sleep(0.3)
+    process, base = start_server(root, "--max-request-bytes", str(LIMIT))
     yield base
     process.terminate()
     process.wait(timeout=30)

@@ -10,9 +10,9 @@ p50/p99 latency. Bounded in count and time, and only ever aimed at 127.0.0.1.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,26 +21,24 @@ import numpy as np
 
 from tfnlp.atomic import write_json
 from tfnlp.bench.measure import bar_chart, machine_summary
+from tfnlp.training.cluster import free_ports
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(root: str | Path, timeout: float = 120.0):
-    """`tfnlp serve root` on a free loopback port; returns (process, base URL) once it answers.
+def start_server(root: str | Path, *options: str, timeout: float = 120.0):
+    """`tfnlp serve root [options]` on a free loopback port; returns (process, base URL) once
+    it answers.
 
     Raises:
         RuntimeError: the server exited or did not answer within `timeout` seconds.
     """
     import httpx
 
-    port = _free_port()
+    (port,) = free_ports(1)
+    # A file, not a pipe: a pipe nobody reads would block a chatty server once it is full.
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (lives as long as the server)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfnlp", "serve", str(root), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tfnlp", "serve", str(root), "--port", str(port), *options],
+        stdout=subprocess.DEVNULL, stderr=log, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     base = f"http://127.0.0.1:{port}/v1/models"
     deadline = time.monotonic() + timeout
@@ -51,7 +49,8 @@ def start_server(root: str | Path, timeout: float = 120.0):
         except httpx.TransportError:
             time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"tfnlp serve did not start: {process.stderr.read()[-2000:]}")
+    log.seek(0)
+    raise RuntimeError(f"tfnlp serve did not start: {log.read()[-2000:]}")
 
 
 def load_run(url: str, *, requests: int, clients: int, batch: int) -> dict:
