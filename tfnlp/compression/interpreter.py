@@ -55,7 +55,6 @@ def tensor_dtypes(flatbuffer: bytes) -> dict[str, int]:
     return counts
 
 
-
 class TFLiteClassifier:
     """Runs a converted id-level model with the TFLite interpreter.
 

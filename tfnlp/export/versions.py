@@ -19,7 +19,6 @@ from tfnlp.config.schema import SAFE_NAME
 logger = logging.getLogger("tfnlp")
 
 
-
 def check_model_name(name: str) -> str:
     """Refuses names that are not a single safe path component (no `..`, `/`, absolute paths).
 

@@ -40,7 +40,6 @@ from tfnlp.training.trained import load_trained, publish_run
 logger = logging.getLogger("tfnlp")
 
 
-
 @dataclass
 class TrainingResult:
     model: keras.Model
