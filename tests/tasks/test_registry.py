@@ -62,7 +62,9 @@ def test_a_strategy_the_task_cannot_use_is_refused_before_any_work(config, echo_
 
 
 def test_headline_prints_the_task_figures(config):
-    metrics = {"test": {"accuracy": 0.75, "macro_f1": 0.5}}
-    assert get_task(config).headline(metrics) == "test accuracy 0.7500  macro-F1 0.5000"
+    metrics = {"test": {"accuracy": 0.75, "macro_f1": 0.5},
+               "baseline": {"tfidf_logreg": {"accuracy": 0.7, "macro_f1": 0.6}}}
+    assert get_task(config).headline(metrics) == (
+        "test accuracy 0.7500  macro-F1 0.5000  TF-IDF+LR accuracy 0.7000  macro-F1 0.6000")
     lm = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml")
     assert get_task(lm).headline({}) == "test perplexity nan  bits/char nan"

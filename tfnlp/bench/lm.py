@@ -23,6 +23,7 @@ import numpy as np
 from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
 from tfnlp.bench.measure import bar_chart, machine_summary
+from tfnlp.export.generation import per_prompt
 from tfnlp.preprocessing.lm_tokenizer import LM_RESERVED_TOKENS, LanguageModelTokenizer
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -57,10 +58,8 @@ def measure_generation(module, batch_size: int, max_tokens: int, repeats: int = 
 
     def run(tokens, seed):
         start = time.perf_counter()
-        out = module.generate_with_options(
-            prompts, tf.constant(tokens), tf.constant(1.0), tf.constant(0), tf.constant(1.0),
-            tf.constant(seed, tf.int64),
-        )
+        out = module.generate_with_options(prompts, **per_prompt(
+            batch_size, max_tokens=tokens, temperature=1.0, top_k=0, top_p=1.0, seed=seed))
         steps = int(out["token_ids"].shape[1])
         return steps, time.perf_counter() - start
 
