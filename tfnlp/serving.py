@@ -44,6 +44,9 @@ class ExportPredictor:
 
     def __init__(self, model_dir: str | Path):
         self.loaded = load_exported(model_dir)
+        if not hasattr(self.loaded, "label_names"):
+            raise ValueError(f"{model_dir} is not a classifier export (it has no label names); "
+                             "`tfnlp predict` classifies texts, `tfnlp generate` continues them.")
         self.labels = [name.decode("utf-8") for name in self.loaded.label_names.numpy()]
         self._serve = self.loaded.signatures[SERVING_SIGNATURE]
 

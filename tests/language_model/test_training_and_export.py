@@ -165,3 +165,12 @@ def test_every_signature_input_is_batched(tiny_lm, tiny_run):
         for name, signature in loaded.signatures.items():
             for key, spec in signature.structured_input_signature[1].items():
                 assert spec.shape.rank is not None and spec.shape.rank >= 1, (export, name, key)
+
+
+def test_predict_refuses_a_language_model_and_says_what_to_use(tiny_lm, capsys):
+    from tfnlp.cli import main
+
+    assert main(["predict", str(tiny_lm.export_path), "hello"]) == 1
+    assert "`tfnlp generate` continues them" in capsys.readouterr().err
+    assert main(["predict", str(tiny_lm.run_dir), "hello"]) == 1
+    assert "use `tfnlp generate` for a language model" in capsys.readouterr().err
