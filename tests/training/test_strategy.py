@@ -181,7 +181,7 @@ def test_local_cluster_addresses_are_distinct_loopback_ports():
         cluster_spec(0)
 
 
-def test_parameter_server_fit_inputs_and_callbacks(tmp_path):
+def test_parameter_server_inputs_and_callbacks(tmp_path):
     from tfnlp.backend import keras
     from tfnlp.data import Splits
     from tfnlp.data.records import LabelledTexts, LoadReport

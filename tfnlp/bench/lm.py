@@ -135,9 +135,9 @@ def run_lm_benchmark(
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
         "policies": {},
     }
+    task = LanguageModelTask(config)
     for policy in policies:
         keras.utils.set_random_seed(config.seed)
-        task = LanguageModelTask(config)
         with precision_scope(policy):
             model = task.build_model(tokenizer)
             compile_for_training(model, task, config)
