@@ -8,7 +8,6 @@ SavedModel takes raw strings (the run's preprocessing layer in front) for TF-Ser
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from tfnlp import atomic
@@ -135,14 +134,14 @@ class Artifacts:
         c, data = self.config.compression, self.data
         model_name = f"{self.config.name}_{name}"
         served = text_model(preprocessor, id_model, model_name)
-        # Re-running into the same DIR replaces version 1 instead of failing.
-        shutil.rmtree(self.out / "saved_models" / model_name / "1", ignore_errors=True)
+        # Re-running into the same DIR publishes the next version, then drops the old one:
+        # the previous version stays complete until the new one is (a full disk keeps it).
         path = export_saved_model(
             served,
             data.labels,
             self.out / "saved_models",
             model_name,
-            version=1,
+            keep=1,
             vocabulary=preprocessor.vocabulary,
         )
         logger.info("measuring SavedModel %s", path)

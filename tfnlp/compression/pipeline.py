@@ -27,8 +27,10 @@ from tfnlp.compression.id_model import build_id_model
 from tfnlp.compression.passes import PASSES, CompressionPass, PassContext, PassResult
 from tfnlp.compression.spec import TFLiteSpec
 from tfnlp.config.schema import PipelineConfig
+from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.tasks.classification import ClassificationTask
 from tfnlp.training.precision import precision_scope
+from tfnlp.training.run_lock import locked
 from tfnlp.training.strategy import create_strategy
 from tfnlp.training.trained import load_trained
 
@@ -166,8 +168,8 @@ def compress_run(
 ) -> dict:
     """Runs every enabled compression pass over a trained run and writes the report.
 
-    The run directory is only read. Keras' global dtype policy is float32 while this runs
-    and restored afterwards.
+    The run directory is only read (and locked while it is). Keras' global dtype policy is
+    float32 while this runs and restored afterwards.
 
     Args:
         config: the pipeline (its `compression:` section drives the passes; its data,
@@ -186,8 +188,16 @@ def compress_run(
         ValueError: the pipeline does not match the run (the `compression:` values are
             validated with the config).
         FileNotFoundError: `run_dir` is not a finished run.
+        RunDirectoryInUse: another tfnlp command holds `run_dir` or `out_dir`.
+        DiskFullError: the disk under `out_dir` filled (what was there before is intact).
     """
     out = Path(out_dir)
+    with locked(run_dir, out, command="compress"):
+        return _compress_locked(config, run_dir, out, source, passes)
+
+
+def _compress_locked(config: PipelineConfig, run_dir, out: Path, source: str,
+                     passes: Sequence[CompressionPass]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     strategy, why = create_strategy(config.distribute)
     logger.info("strategy: %s (%s)", type(strategy).__name__, why)
@@ -199,13 +209,18 @@ def compress_run(
         data = CompressionData(run_config, splits, labels, preprocessor)
         context = PassContext(config, data, strategy, out / "logs")
         artifacts = Artifacts(out, config, data, TFLiteSpec.of(preprocessor, labels))
+        # Each pass writes about a float32 model's size, or less, in files of its own.
+        needed = variable_bytes(model.variables) * (len(passes) + 1)
+        kept = "compressed files written before are intact (each is replaced by a rename)"
         try:
-            details, saved = _run_passes(passes, model, context, artifacts)
-            for name, id_model in saved.items():
-                artifacts.add_saved_model(name, id_model, preprocessor)
+            with disk_guard(out, "the compressed models", needed, kept):
+                details, saved = _run_passes(passes, model, context, artifacts)
+                for name, id_model in saved.items():
+                    artifacts.add_saved_model(name, id_model, preprocessor)
         finally:
             tflite_lib.clear_traces()  # the traces hold every compressed model
     result = _report(config, run_config, run_dir, data, artifacts.entries, details, artifacts.notes)
-    paths = report.write_report(result, out)
+    with disk_guard(out, "the compression report", 2**20, kept):
+        paths = report.write_report(result, out)
     logger.info("report: %s (recommended: %s)", paths["json"], result["recommended"])
     return result

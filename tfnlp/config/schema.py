@@ -220,6 +220,10 @@ class TrainConfig:
         length_bucketing: batch examples of similar token length (buckets 4 tokens wide) so
             batches pad little. None: on for lstm/bilstm (one step per padded position), off
             for the transformer.
+        resume: what an interrupted run does when its newest backup is damaged (checked
+            before training): it always falls back to the intact one before it; with none
+            intact, "strict" stops with the fix and "auto" starts fresh (the damaged backup
+            is kept aside).
     """
 
     epochs: int = bounded(8, 1)
@@ -231,6 +235,7 @@ class TrainConfig:
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     shuffle_buffer: int = bounded(50_000, 1)
     length_bucketing: bool | None = None
+    resume: Literal["strict", "auto"] = "strict"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tfnlp.backend import tf
+from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.export.model_config import write_models_config, write_version_labels
 from tfnlp.export.reference import write_reference
 from tfnlp.export.server_config import write_server_configs
@@ -116,6 +117,23 @@ def publish(
         )
     model_dir = model_directory(export_root, name)
     model_dir.mkdir(parents=True, exist_ok=True)
+    # The graph, the vocabulary and warm-up files come on top of the weights: a generous MB.
+    needed = variable_bytes(module.variables) + 2**20
+    kept = "the versions published before are intact and no partial version is visible"
+    with disk_guard(model_dir, "the export", needed, kept):  # outside: counts freed space
+        path = _stage_and_claim(module, model_dir, name, version, warmup_texts, check_ops)
+    if keep is not None:
+        prune_versions(model_dir, keep)
+    if labels is not None:
+        write_version_labels(model_dir, labels)
+    write_models_config(export_root)
+    write_server_configs(export_root)
+    return path
+
+
+def _stage_and_claim(module, model_dir: Path, name: str, version, warmup_texts,
+                     check_ops: bool) -> Path:
+    """Writes the whole version in a hidden staging directory, then claims its number."""
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
     try:
         saved = _save(module, staging)
@@ -124,16 +142,9 @@ def publish(
         write_reference(saved, module.reference())
         if check_ops:
             refuse_unservable_ops(saved, module.portable)
-        path = claim_version(saved, model_dir, version)
+        return claim_version(saved, model_dir, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if keep is not None:
-        prune_versions(model_dir, keep)
-    if labels is not None:
-        write_version_labels(model_dir, labels)
-    write_models_config(export_root)
-    write_server_configs(export_root)
-    return path
 
 
 def _save(module: ServingModule, staging: Path) -> Path:

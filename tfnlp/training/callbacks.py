@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tfnlp.backend import keras
+from tfnlp.training.resume import KeptBackupAndRestore
 
 logger = logging.getLogger("tfnlp")
 
@@ -90,7 +91,7 @@ def standard_callbacks(
     callbacks = []
     if strategy_name in _BACKUP_STRATEGIES:
         # Resumes an interrupted run at the epoch it reached (deleted when training ends).
-        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+        callbacks.append(KeptBackupAndRestore(str(run_dir / "backup")))
     else:
         logger.warning("%s cannot back up and restore: an interrupted run restarts from "
                        "scratch (use strategy auto/default/mirrored to resume)", strategy_name)

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
+from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.evaluation.plots import plot_training_curves
 from tfnlp.export.warmup import MAX_WARMUP_TEXTS
 from tfnlp.tasks import Task, TrainingInputs, get_task
@@ -32,7 +33,9 @@ from tfnlp.training.callbacks import standard_callbacks
 from tfnlp.training.distributed import distributed_settings, finish_worker, worker_callbacks
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
 from tfnlp.training.preflight import PreflightError, run_preflight
+from tfnlp.training.resume import BACKUPS_KEPT, prepare_resume
 from tfnlp.training.run_directory import RunDirectory
+from tfnlp.training.run_lock import RunLock
 from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction
 from tfnlp.training.timings import PhaseTimings, peak_rss_mb
 from tfnlp.training.trained import load_trained, publish_run
@@ -59,6 +62,14 @@ def compile_for_training(model: keras.Model, task: Task, config: PipelineConfig)
     policy = keras.mixed_precision.global_policy().name
     model.compile(optimizer=with_loss_scaling(optimizer, policy), loss=task.loss(),
                   metrics=task.metrics())
+
+
+def checkpoint_bytes(fitted: keras.Model) -> int:
+    """About what one run's checkpoints take: best, latest and the kept backups, each with
+    the weights and AdamW's two slots per trainable weight."""
+    per_checkpoint = variable_bytes(fitted.variables) + 2 * variable_bytes(
+        fitted.trainable_variables)
+    return (2 + BACKUPS_KEPT) * per_checkpoint
 
 
 def prepare_preprocessor(task: Task, data, run: RunDirectory):
@@ -94,6 +105,7 @@ class Run:
         policy: the concrete precision policy.
         directory: where this process writes (a non-chief worker's temporary directory).
         shared: the run directory every process shares (callbacks, backups).
+        lock: the chief's hold on `shared` (None on other workers); released on `__exit__`.
     """
 
     config: PipelineConfig
@@ -103,6 +115,7 @@ class Run:
     policy: str
     directory: RunDirectory
     shared: RunDirectory
+    lock: RunLock | None = None
 
     @classmethod
     def start(cls, config: PipelineConfig, run_dir: str | Path) -> Run:
@@ -125,12 +138,26 @@ class Run:
         # the shared one, where Keras itself separates the workers' checkpoints and backups.
         shared = RunDirectory(Path(run_dir))
         run_preflight(config, role.write_dir(shared.path))
-        directory = RunDirectory(role.write_dir(shared.path)).create()
-        directory.write_config(config)
-        keras.utils.set_random_seed(config.seed)
-        policy, why = resolve_policy(config.precision.policy)
+        # One writer per run directory: the chief's lock, held until `__exit__`.
+        lock = RunLock(shared.path, "train").acquire() if role.is_chief else None
+        try:
+            directory = RunDirectory(role.write_dir(shared.path)).create()
+            directory.write_config(config)
+            keras.utils.set_random_seed(config.seed)
+            policy, why = resolve_policy(config.precision.policy)
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
         logger.info("precision: %s (%s)", policy, why)
-        return cls(config, task, strategy, role, policy, directory, shared)
+        return cls(config, task, strategy, role, policy, directory, shared, lock)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.lock:
+            self.lock.release()
 
     def build(self, preprocessor) -> tuple[keras.Model, keras.Model]:
         """(the served model, what `fit` trains), built and compiled in the strategy's scope."""
@@ -144,22 +171,31 @@ class Run:
     def fit(self, fitted: keras.Model, data, inputs: TrainingInputs, extra_callbacks=None):
         """`model.fit` with the standard and the task's callbacks, resuming from a backup;
         then the NaN guard. Returns the `EpochSummary` (throughput)."""
+        # Only the chief repairs the shared backup; the other workers restore what it names.
+        resuming = self.shared.has_backup and (
+            prepare_resume(self.shared.backup_dir, self.config.train.resume)
+            if self.role.is_chief else True)
+        if self.role.is_chief:
+            self.directory.write_checkpoint_identity(self.config)
         callbacks, summary = standard_callbacks(
             self.shared.path, monitor=self.task.monitor(data),
             patience=self.config.train.early_stopping_patience,
             examples_per_epoch=inputs.examples_per_epoch,
             strategy_name=type(self.strategy).__name__,
         )
-        callbacks += self.task.callbacks(self.directory, fresh_start=not self.shared.has_backup)
+        callbacks += self.task.callbacks(self.directory, fresh_start=not resuming)
         callbacks = worker_callbacks(callbacks + list(extra_callbacks or []), self.role,
                                      self.directory.path)
-        if self.shared.has_backup:
+        if resuming:
             logger.info("resuming from the backup in %s", self.shared.backup_dir)
         else:
             # A fresh start: the epoch log must not continue an earlier run's.
             (self.directory.path / "history.csv").unlink(missing_ok=True)
-        fitted.fit(**inputs.fit_kwargs, epochs=self.config.train.epochs, callbacks=callbacks,
-                   verbose=1 if sys.stdout.isatty() else 2)
+        with disk_guard(self.shared.path, "the epoch's checkpoints and backup",
+                        checkpoint_bytes(fitted), "every complete checkpoint and backup is "
+                        "intact, and running the command again resumes from the newest"):
+            fitted.fit(**inputs.fit_kwargs, epochs=self.config.train.epochs,
+                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         if fitted.stop_training and np.isnan(fitted.history.history.get("loss", [0])[-1]):
             raise FloatingPointError(
                 "Training produced a NaN loss and was stopped; the last good checkpoint is in "
@@ -246,22 +282,26 @@ def train_pipeline(
 
     Raises:
         PreflightError: the strategy, directories or disk cannot run this pipeline.
+        RunDirectoryInUse: another live tfnlp command holds `run_dir`.
+        ResumeError: the backup is damaged, none is intact, and `train.resume` is strict.
+        DiskFullError: the disk filled while writing checkpoints (or the export).
         FloatingPointError: the loss became NaN (the last good checkpoint is kept).
     """
     timings = PhaseTimings()
     with timings.phase("startup"):
         run = Run.start(config, run_dir)
-    with timings.phase("data"):
-        data = run.task.read_data()
-        run.task.record_data(data, run.directory)
-    with timings.phase("vocabulary"):
-        preprocessor = prepare_preprocessor(run.task, data, run.directory)
-    with timings.phase("model"):
-        model, fitted = run.build(preprocessor)
-    with timings.phase("input_pipeline"):
-        inputs = run.task.training_inputs(data, preprocessor, run.strategy, run.role)
-    summary = run.fit_timed(fitted, data, inputs, timings, extra_callbacks)
-    if not run.role.is_chief:
-        finish_worker(run.role, run.directory.path, run.shared.backup_dir)
-        return TrainingResult(model, {}, run.directory.path, None)
-    return run.finish(model, fitted, preprocessor, data, inputs, summary, export, timings)
+    with run:
+        with timings.phase("data"):
+            data = run.task.read_data()
+            run.task.record_data(data, run.directory)
+        with timings.phase("vocabulary"):
+            preprocessor = prepare_preprocessor(run.task, data, run.directory)
+        with timings.phase("model"):
+            model, fitted = run.build(preprocessor)
+        with timings.phase("input_pipeline"):
+            inputs = run.task.training_inputs(data, preprocessor, run.strategy, run.role)
+        summary = run.fit_timed(fitted, data, inputs, timings, extra_callbacks)
+        if not run.role.is_chief:
+            finish_worker(run.role, run.directory.path, run.shared.backup_dir)
+            return TrainingResult(model, {}, run.directory.path, None)
+        return run.finish(model, fitted, preprocessor, data, inputs, summary, export, timings)

@@ -37,6 +37,11 @@ class RunDirectory:
         return self.path / "checkpoints" / "best"
 
     @property
+    def identity_file(self) -> Path:
+        """What the checkpoints were trained for (`checkpoint_identity`), beside them."""
+        return self.path / "checkpoints" / "identity.json"
+
+    @property
     def backup_dir(self) -> Path:
         return self.path / "backup"
 
@@ -84,6 +89,43 @@ class RunDirectory:
 
     def read_labels(self) -> list[str]:
         return self.read_json("labels.json")
+
+    def checkpoint_identity(self, config: PipelineConfig) -> dict:
+        """The task, model section and vocabulary hash that this run's checkpoints must have."""
+        return {"task": config.task, "model": to_dict(config)["model"],
+                "vocabulary": fingerprint(self.read_vocabulary())}
+
+    def write_checkpoint_identity(self, config: PipelineConfig) -> None:
+        self.write_json(str(self.identity_file.relative_to(self.path)),
+                        self.checkpoint_identity(config))
+
+    def check_checkpoint_identity(self, config: PipelineConfig) -> None:
+        """Refuses checkpoints trained for another model or vocabulary (copied in from
+        another run), naming both.
+
+        Raises:
+            CheckpointMismatch: `identity.json` differs from what this run's files describe.
+        """
+        if not self.identity_file.is_file():
+            return  # a run from before identities; the shapes are still checked on loading
+        found, expected = json.loads(self.identity_file.read_text()), self.checkpoint_identity(
+            config)
+        differences = [f"{key}: {found.get(key)!r} there, {expected[key]!r} here"
+                       for key in ("task", "vocabulary") if found.get(key) != expected[key]]
+        differences += [
+            f"model.{key}: {found.get('model', {}).get(key)!r} there, {value!r} here"
+            for key, value in expected["model"].items()
+            if found.get("model", {}).get(key) != value]
+        if differences:
+            raise CheckpointMismatch(
+                f"{self.identity_file.parent}: these checkpoints were trained for another "
+                f"model or vocabulary than {self.config_file} and {self.vocabulary_file} "
+                f"describe ({'; '.join(differences)}). Copy whole run directories, not their "
+                "checkpoints, or train this pipeline again.")
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint does not belong to the run directory it is in."""
 
 
 def fingerprint(*parts) -> str:

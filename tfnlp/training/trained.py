@@ -16,7 +16,9 @@ from tfnlp.export.module import publish
 from tfnlp.export.warmup import MAX_WARMUP_TEXTS
 from tfnlp.tasks import Task, get_task
 from tfnlp.training.precision import precision_scope, resolve_policy
-from tfnlp.training.run_directory import RunDirectory
+from tfnlp.training.resume import checkpoint_problem, first_line
+from tfnlp.training.run_directory import CheckpointMismatch, RunDirectory
+from tfnlp.training.run_lock import locked
 
 logger = logging.getLogger("tfnlp")
 
@@ -71,8 +73,45 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         model = task.build_model(preprocessor)
         # Checkpoints hold what was fitted (e.g. the ids model when tokenizing in the dataset).
         fitted = task.trainable_model(model)
-    fitted.load_weights(str(run.best_checkpoint)).expect_partial()
+    load_best_weights(fitted, run, config)
     return TrainedRun(task, model, preprocessor, config, run)
+
+
+def load_best_weights(fitted: keras.Model, run: RunDirectory, config: PipelineConfig) -> None:
+    """Loads the best checkpoint into `fitted`, refusing one that is damaged or foreign.
+
+    Raises:
+        CheckpointMismatch: the checkpoint was trained for another model or vocabulary.
+        CheckpointDamaged: its files are truncated or corrupted.
+    """
+    run.check_checkpoint_identity(config)
+    prefix = run.best_checkpoint
+    # `load_weights` skips some CRC checks and tensors it does not restore: read all first.
+    problem = checkpoint_problem(prefix)
+    if problem:
+        raise CheckpointDamaged(
+            f"{prefix}: damaged ({problem}). Train the pipeline again; "
+            f"{prefix.parent / 'latest'} holds the last epoch's weights if it is intact.")
+    status = None
+    try:
+        status = fitted.load_weights(str(prefix))
+        # Every weight of the model must come from the checkpoint (optimizer slots may not).
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
+        raise CheckpointMismatch(
+            f"{prefix}: does not fit the model {run.config_file} builds "
+            f"({first_line(error)}); was it copied from another run? Train the pipeline "
+            "again, or copy the whole run directory.") from None
+    finally:
+        if status is not None:
+            status.expect_partial()  # the optimizer's slots are not wanted here
+
+
+class CheckpointDamaged(OSError):
+    """A checkpoint's files are truncated or corrupted."""
+
+
+
 
 
 def evaluate_run(run_dir: str | Path) -> dict:
@@ -80,10 +119,12 @@ def evaluate_run(run_dir: str | Path) -> dict:
 
     Writes `evaluation.json` in the run directory and returns it.
     """
-    trained = load_trained(run_dir)
-    data = trained.task.read_data()
-    metrics = trained.task.evaluate(trained.model, trained.preprocessor, data, trained.directory)
-    trained.directory.write_json("evaluation.json", metrics)
+    with locked(run_dir, command="evaluate"):
+        trained = load_trained(run_dir)
+        data = trained.task.read_data()
+        metrics = trained.task.evaluate(trained.model, trained.preprocessor, data,
+                                        trained.directory)
+        trained.directory.write_json("evaluation.json", metrics)
     return metrics
 
 
@@ -94,9 +135,10 @@ def export_run(run_dir: str | Path, export_dir: str | None = None, name: str | N
     The warm-up requests come from the re-created validation split; when the data can no
     longer be read, the export has none (with a warning).
     """
-    trained = load_trained(run_dir)
-    return publish_run(trained.task, trained.model, trained.preprocessor, trained.config,
-                        _warmup_texts(trained.task), export_dir, name, version)
+    with locked(run_dir, command="export"):  # not while `tfnlp train` rewrites checkpoints
+        trained = load_trained(run_dir)
+        return publish_run(trained.task, trained.model, trained.preprocessor, trained.config,
+                           _warmup_texts(trained.task), export_dir, name, version)
 
 
 def _warmup_texts(task: Task) -> list[str] | None:
