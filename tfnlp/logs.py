@@ -19,7 +19,9 @@ def configure_logging(log_file: str | Path | None = None, level: int = logging.I
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        # delay: the file appears with the first line, so a command refused before it
+        # logs anything (e.g. by a run directory's lock) leaves nothing there.
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8", delay=True))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
         logger.addHandler(handler)

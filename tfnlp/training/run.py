@@ -32,11 +32,11 @@ from tfnlp.tasks import Task, TrainingInputs, get_task
 from tfnlp.training.callbacks import standard_callbacks
 from tfnlp.training.distributed import distributed_settings, finish_worker, worker_callbacks
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
-from tfnlp.training.preflight import PreflightError, run_preflight
+from tfnlp.training.preflight import PreflightError, check_writable, run_preflight
 from tfnlp.training.resume import BACKUPS_KEPT, prepare_resume
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.run_lock import RunLock
-from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction
+from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction, is_chief_task
 from tfnlp.training.timings import PhaseTimings, peak_rss_mb
 from tfnlp.training.trained import load_trained, publish_run
 
@@ -119,16 +119,35 @@ class Run:
 
     @classmethod
     def start(cls, config: PipelineConfig, run_dir: str | Path) -> Run:
-        """Strategy first, then preflight, the run directory, config, seeds and precision.
+        """The chief's lock on the run directory, the strategy, then preflight, the run
+        directory, config, seeds and precision.
 
         Raises:
             PreflightError: the task cannot train under the configured strategy (before any
                 other work), or the directories or disk cannot hold the run.
+            RunDirectoryInUse: another live tfnlp command holds the run directory.
         """
         unsupported = get_task(config).unsupported_strategies.get(config.distribute.strategy)
         if unsupported:
             raise PreflightError(f"`distribute.strategy: {config.distribute.strategy}` cannot "
                                  f"train `task: {config.task}`: {unsupported}")
+        shared = RunDirectory(Path(run_dir))
+        # One writer per run directory: the chief locks it before anything (a log line
+        # included) is written there, and holds it until `__exit__`. Locking runs no
+        # TensorFlow op, so the strategy still comes before any.
+        lock = None
+        if is_chief_task():
+            check_writable(shared.path, "--run-dir")
+            lock = RunLock(shared.path, "train").acquire()
+        try:
+            return cls._start_locked(config, shared, lock)
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+
+    @classmethod
+    def _start_locked(cls, config: PipelineConfig, shared: RunDirectory, lock) -> Run:
         # First: multi-worker strategies must exist before TensorFlow runs any op.
         strategy, why = create_strategy(config.distribute)
         logger.info("strategy: %s (%s)", type(strategy).__name__, why)
@@ -136,19 +155,11 @@ class Run:
         task = get_task(config)
         # Non-chief workers write to a temporary directory (removed at the end); callbacks get
         # the shared one, where Keras itself separates the workers' checkpoints and backups.
-        shared = RunDirectory(Path(run_dir))
         run_preflight(config, role.write_dir(shared.path))
-        # One writer per run directory: the chief's lock, held until `__exit__`.
-        lock = RunLock(shared.path, "train").acquire() if role.is_chief else None
-        try:
-            directory = RunDirectory(role.write_dir(shared.path)).create()
-            directory.write_config(config)
-            keras.utils.set_random_seed(config.seed)
-            policy, why = resolve_policy(config.precision.policy)
-        except BaseException:
-            if lock:
-                lock.release()
-            raise
+        directory = RunDirectory(role.write_dir(shared.path)).create()
+        directory.write_config(config)
+        keras.utils.set_random_seed(config.seed)
+        policy, why = resolve_policy(config.precision.policy)
         logger.info("precision: %s (%s)", policy, why)
         return cls(config, task, strategy, role, policy, directory, shared, lock)
 
