@@ -47,10 +47,11 @@ def _megabytes(count: float) -> str:
 
 
 def _remove_temporaries(directory: Path) -> None:
-    """Deletes what an interrupted TensorFlow save leaves: `<prefix>_temp/part-*` shards."""
+    """Deletes what an interrupted TensorFlow save leaves: `<prefix>_temp/` with its `part-*`
+    shards, or empty."""
     if directory.is_dir():
         for leftover in directory.rglob("*_temp"):
-            if leftover.is_dir() and any(leftover.glob("part-*")):
+            if leftover.is_dir() and all(p.name.startswith("part-") for p in leftover.iterdir()):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
