@@ -239,6 +239,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AllReduceConfig:
+    """The cross-worker gradient all-reduce (`tf.distribute.experimental.CommunicationOptions`).
+
+    Attributes:
+        timeout_seconds: a collective waiting longer on a peer fails instead of hanging; None
+            waits for TensorFlow's cluster health check (which declares a peer down after at
+            most ~60 s: a check every 30 s, 3 tries of 10 s).
+        bytes_per_pack: pack gradients into all-reduces of about this many bytes (fewer,
+            larger messages); 0 lets TensorFlow choose.
+    """
+
+    timeout_seconds: float | None = bounded(None, 1.0, 86_400.0)
+    bytes_per_pack: int = bounded(0, 0)
+
+
+@dataclass(frozen=True)
 class DistributeConfig:
     """How training is spread over devices and hosts.
 
@@ -256,6 +272,7 @@ class DistributeConfig:
         scale_learning_rate: multiply train.learning_rate by the number of replicas (the linear
             scaling rule for large global batches); off by default because batch_size is
             already the global batch.
+        all_reduce: time-out and packing of multi-worker mirrored's all-reduce.
     """
 
     strategy: Literal[
@@ -272,6 +289,7 @@ class DistributeConfig:
     communication: Literal["auto", "ring", "nccl"] = "auto"
     tpu: str | None = None
     scale_learning_rate: bool = False
+    all_reduce: AllReduceConfig = field(default_factory=AllReduceConfig)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -87,3 +88,35 @@ def finish_worker(role: TaskRole, write_dir: Path, backup_dir: Path) -> None:
     with contextlib.suppress(OSError):
         backup_dir.rmdir()  # only when empty: the chief may still be writing to it
     logger.info("%s: done; the chief writes the checkpoint, export and metrics", role.task)
+
+
+class WorkerLost(RuntimeError):
+    """A peer in the cluster stopped answering; the message names it and how to resume."""
+
+
+# TensorFlow names the peer in its health check's and collectives' errors.
+_PEER = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+         tf.errors.CancelledError, tf.errors.AbortedError)
+
+
+@contextlib.contextmanager
+def peers_watched(role: TaskRole, backup_dir: Path):
+    """Turns a collective aborted for a missing peer into a `WorkerLost` naming that peer.
+
+    TensorFlow's cluster health check aborts every collective once a peer fails 3 checks of
+    10 s (checked every 30 s); `distribute.all_reduce.timeout_seconds` bounds one collective.
+    Either way the error arrives here instead of a hang.
+    """
+    try:
+        yield
+    except _LOST as error:
+        if not role.trains_on_a_cluster:
+            raise
+        peers = [f"{m.group(1)} {m.group(2)} ({m.group(0)})" for m in _PEER.finditer(str(error))
+                 if f"{m.group(1)} {m.group(2)}" != role.task]
+        who = peers[0] if peers else "a peer"
+        raise WorkerLost(
+            f"{who} stopped answering ({type(error).__name__}); this task gave up instead of "
+            f"waiting. Relaunch the cluster: it resumes from the backup in {backup_dir}."
+        ) from error

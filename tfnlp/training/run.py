@@ -30,7 +30,12 @@ from tfnlp.evaluation.plots import plot_training_curves
 from tfnlp.export.warmup import MAX_WARMUP_TEXTS
 from tfnlp.tasks import Task, TrainingInputs, get_task
 from tfnlp.training.callbacks import standard_callbacks
-from tfnlp.training.distributed import distributed_settings, finish_worker, worker_callbacks
+from tfnlp.training.distributed import (
+    distributed_settings,
+    finish_worker,
+    peers_watched,
+    worker_callbacks,
+)
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
 from tfnlp.training.preflight import PreflightError, check_writable, run_preflight
 from tfnlp.training.resume import BACKUPS_KEPT, prepare_resume
@@ -202,11 +207,7 @@ class Run:
         else:
             # A fresh start: the epoch log must not continue an earlier run's.
             (self.directory.path / "history.csv").unlink(missing_ok=True)
-        with disk_guard(self.shared.path, "the epoch's checkpoints and backup",
-                        checkpoint_bytes(fitted), "every complete checkpoint and backup is "
-                        "intact, and running the command again resumes from the newest"):
-            fitted.fit(**inputs.fit_kwargs, epochs=self.config.train.epochs,
-                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        self._fit_guarded(fitted, inputs, callbacks)
         if fitted.stop_training and np.isnan(fitted.history.history.get("loss", [0])[-1]):
             raise FloatingPointError(
                 "Training produced a NaN loss and was stopped; the last good checkpoint is in "
@@ -214,6 +215,16 @@ class Run:
                 "or `precision.policy: float32`."
             )
         return summary
+
+    def _fit_guarded(self, fitted: keras.Model, inputs: TrainingInputs, callbacks) -> None:
+        """`model.fit`, with a lost peer and a full disk told as what they are."""
+        kept = ("every complete checkpoint and backup is intact, and running the command "
+                "again resumes from the newest")
+        with peers_watched(self.role, self.shared.backup_dir), disk_guard(
+                self.shared.path, "the epoch's checkpoints and backup", checkpoint_bytes(fitted),
+                kept):
+            fitted.fit(**inputs.fit_kwargs, epochs=self.config.train.epochs,
+                       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
 
     def fit_timed(self, fitted, data, inputs: TrainingInputs, timings: PhaseTimings,
                   extra_callbacks=None):

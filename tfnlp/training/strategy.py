@@ -79,13 +79,15 @@ def is_chief_task(config: dict | None = None) -> bool:
     return kind == "worker" and index == 0
 
 
-def _communication(name: str):
+def _communication(config: DistributeConfig):
     implementation = {
         "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
         "ring": tf.distribute.experimental.CommunicationImplementation.RING,
         "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
-    }[name]
-    return tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+    }[config.communication]
+    return tf.distribute.experimental.CommunicationOptions(
+        implementation=implementation, timeout_seconds=config.all_reduce.timeout_seconds,
+        bytes_per_pack=config.all_reduce.bytes_per_pack)
 
 
 def _mirrored_cross_device_ops(name: str, devices: list[str] | None):
@@ -188,7 +190,7 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
     if name == "multi_worker_mirrored":
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
-            communication_options=_communication(config.communication),
+            communication_options=_communication(config),
         )
         workers = strategy.extended._num_workers  # no public accessor
         return strategy, (f"{reason}: multi_worker_mirrored, {workers} worker(s), "
