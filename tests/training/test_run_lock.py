@@ -79,7 +79,15 @@ def test_a_released_lock_leaves_nothing_to_take_over(tmp_path, caplog):
     assert "taking over" not in caplog.text
 
 
-def test_one_directory_named_twice_is_locked_once(tmp_path):
-    twice = locked(tmp_path, tmp_path / ".." / tmp_path.name, command="compress")
+def test_a_directory_both_read_and_written_is_locked_once_exclusively(tmp_path):
+    twice = locked(tmp_path, command="compress", reading=(tmp_path / ".." / tmp_path.name,))
     with twice, pytest.raises(RunDirectoryInUse):
         RunLock(tmp_path, "train").acquire()
+
+
+def test_readers_share_a_run_directory_and_keep_writers_out(tmp_path):
+    readers = RunLock(tmp_path, "export", shared=True), RunLock(tmp_path, "evaluate", shared=True)
+    with readers[0], readers[1], pytest.raises(RunDirectoryInUse, match="command reading it"):
+        RunLock(tmp_path, "train").acquire()
+    with RunLock(tmp_path, "train"):  # free again once the readers are done
+        pass

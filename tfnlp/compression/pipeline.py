@@ -192,7 +192,7 @@ def compress_run(
         DiskFullError: the disk under `out_dir` filled (what was there before is intact).
     """
     out = Path(out_dir)
-    with locked(run_dir, out, command="compress"):
+    with locked(out, command="compress", reading=(run_dir,)):
         return _compress_locked(config, run_dir, out, source, passes)
 
 

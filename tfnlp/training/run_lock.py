@@ -1,4 +1,7 @@
-"""One writer per run directory: an exclusive `flock` on `<run_dir>/.lock`.
+"""One writer per run directory: a `flock` on `<run_dir>/.lock`, exclusive for the command
+that writes (`train`, `compress` into its output) and shared for those that only read a
+finished run (`evaluate`, `export`, `compress --from`): readers run side by side, never
+while a writer does.
 
 `fcntl.flock` from the standard library, not a lock-file library or a pid file: the kernel
 drops the lock when its holder dies, however it dies (SIGKILL, the OOM killer, a reboot), so
@@ -35,23 +38,30 @@ def _holder_note(command: str) -> dict:
 
 
 def _describe(note: dict) -> str:
-    if not note:
-        return "another tfnlp command (it has not written its name yet)"
+    if not note:  # readers leave no note: there may be several
+        return "a tfnlp command reading it (evaluate, export or compress)"
     return (f"`tfnlp {note.get('command', '?')}` (pid {note.get('pid', '?')} on "
             f"{note.get('host', '?')}, since {note.get('started', '?')})")
 
 
 class RunLock:
-    """Holds `<directory>/.lock` exclusively while `with RunLock(directory, command):` runs.
+    """Holds `<directory>/.lock` while `with RunLock(directory, command):` runs.
+
+    Args:
+        directory: the run (or output) directory.
+        command: the tfnlp command, for the note a refused command shows.
+        shared: a reader's lock: other readers may hold it too, a writer may not.
 
     Raises (on entering):
-        RunDirectoryInUse: a live process holds it; the message names its pid, host,
-            command and start time, and the fix.
+        RunDirectoryInUse: a live process holds it in a conflicting way; the message names
+            the writer's pid, host, command and start time (or says readers hold it), and
+            the fix.
     """
 
-    def __init__(self, directory: str | Path, command: str):
+    def __init__(self, directory: str | Path, command: str, shared: bool = False):
         self.path = Path(directory) / LOCK_NAME
         self.command = command
+        self.shared = shared
         self._fd: int | None = None
 
     def _read_note(self) -> dict:
@@ -64,7 +74,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise RunDirectoryInUse(
@@ -72,19 +82,21 @@ class RunLock:
                 "to finish (or stop it), or give this command another run directory."
             ) from None
         previous = self._read_note()
-        if previous:  # flock succeeded, so that holder is dead: its note is history
+        if previous:  # only writers leave notes, and flock succeeded: that writer is dead
             logger.warning("%s: taking over the lock left by %s, which is no longer running",
                            self.path.parent, _describe(previous))
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(_holder_note(self.command)).encode())
-        os.fsync(fd)
+        if not self.shared:
+            os.write(fd, json.dumps(_holder_note(self.command)).encode())
+            os.fsync(fd)
         self._fd = fd
         return self
 
     def release(self) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)  # an empty note: released cleanly, nothing to take over
+        if not self.shared:
+            os.ftruncate(self._fd, 0)  # an empty note: released cleanly, nothing to take over
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
@@ -97,9 +109,12 @@ class RunLock:
 
 
 @contextmanager
-def locked(*directories: str | Path, command: str):
-    """Holds the lock of each directory (each once, however it is spelled) for the block."""
+def locked(*directories: str | Path, command: str, reading: tuple = ()):
+    """Holds the lock of each directory (each once, however it is spelled) for the block:
+    shared for those in `reading` that are not also written, exclusive for the others."""
+    written = {Path(d).resolve() for d in directories}
+    read = {Path(d).resolve() for d in reading} - written
     with ExitStack() as stack:
-        for directory in dict.fromkeys(Path(d).resolve() for d in directories):
-            stack.enter_context(RunLock(directory, command))
+        for directory in sorted(written | read):  # one order everywhere: no lock cycles
+            stack.enter_context(RunLock(directory, command, shared=directory in read))
         yield

@@ -119,7 +119,7 @@ def evaluate_run(run_dir: str | Path) -> dict:
 
     Writes `evaluation.json` in the run directory and returns it.
     """
-    with locked(run_dir, command="evaluate"):
+    with locked(command="evaluate", reading=(run_dir,)):
         trained = load_trained(run_dir)
         data = trained.task.read_data()
         metrics = trained.task.evaluate(trained.model, trained.preprocessor, data,
@@ -135,7 +135,8 @@ def export_run(run_dir: str | Path, export_dir: str | None = None, name: str | N
     The warm-up requests come from the re-created validation split; when the data can no
     longer be read, the export has none (with a warning).
     """
-    with locked(run_dir, command="export"):  # not while `tfnlp train` rewrites checkpoints
+    # Not while `tfnlp train` rewrites the checkpoints; other readers may run alongside.
+    with locked(command="export", reading=(run_dir,)):
         trained = load_trained(run_dir)
         return publish_run(trained.task, trained.model, trained.preprocessor, trained.config,
                            _warmup_texts(trained.task), export_dir, name, version)
