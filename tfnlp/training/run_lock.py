@@ -85,7 +85,8 @@ class RunLock:
         if previous:  # only writers leave notes, and flock succeeded: that writer is dead
             logger.warning("%s: taking over the lock left by %s, which is no longer running",
                            self.path.parent, _describe(previous))
-        os.ftruncate(fd, 0)
+        if previous or not self.shared:  # a reader leaves an empty note as it is, untouched
+            os.ftruncate(fd, 0)
         if not self.shared:
             os.write(fd, json.dumps(_holder_note(self.command)).encode())
             os.fsync(fd)
