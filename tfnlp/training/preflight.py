@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from tfnlp.config.schema import PipelineConfig
+from tfnlp.training.resume import BACKUPS_KEPT
 
 
 class PreflightError(RuntimeError):
@@ -42,6 +43,13 @@ def check_writable(directory: Path, key: str) -> None:
         ) from None
 
 
+def run_disk_bytes(config: PipelineConfig) -> int:
+    """A generous estimate of the disk a run needs, from the config alone."""
+    # Weights + two Adam slots, in float32, for the best and latest checkpoints, the kept
+    # backups and the export, with a factor of 2 for temporary copies while writing.
+    return estimate_parameters(config) * 4 * 3 * (3 + BACKUPS_KEPT) * 2
+
+
 def run_preflight(config: PipelineConfig, run_dir: Path) -> None:
     """Output directories writable and enough free disk for checkpoints and the export.
 
@@ -51,9 +59,7 @@ def run_preflight(config: PipelineConfig, run_dir: Path) -> None:
     check_writable(run_dir, "--run-dir")
     export_dir = Path(config.export.dir)
     check_writable(export_dir, "export.dir")
-    # Weights + two Adam slots, in float32, for the best, latest and backup checkpoints and
-    # the export, with a factor of 2 for temporary copies while writing.
-    needed = estimate_parameters(config) * 4 * 3 * 4 * 2
+    needed = run_disk_bytes(config)
     for directory in {run_dir, export_dir}:
         free = shutil.disk_usage(directory).free
         if free < needed:

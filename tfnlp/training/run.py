@@ -37,7 +37,12 @@ from tfnlp.training.distributed import (
     worker_callbacks,
 )
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
-from tfnlp.training.preflight import PreflightError, check_writable, run_preflight
+from tfnlp.training.preflight import (
+    PreflightError,
+    check_writable,
+    run_disk_bytes,
+    run_preflight,
+)
 from tfnlp.training.resume import BACKUPS_KEPT, prepare_resume
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.run_lock import RunLock
@@ -187,11 +192,10 @@ class Run:
     def fit(self, fitted: keras.Model, data, inputs: TrainingInputs, extra_callbacks=None):
         """`model.fit` with the standard and the task's callbacks, resuming from a backup;
         then the NaN guard. Returns the `EpochSummary` (throughput)."""
-        # Only the chief repairs the shared backup; the other workers restore what it names.
-        resuming = self.shared.has_backup and (
-            prepare_resume(self.shared.backup_dir, self.config.train.resume)
-            if self.role.is_chief else True)
-        if self.role.is_chief:
+        resuming = self.shared.has_backup
+        if self.role.is_chief:  # the chief repairs the shared backup; workers restore it
+            resuming = resuming and prepare_resume(self.shared.backup_dir,
+                                                   self.config.train.resume)
             self.directory.write_checkpoint_identity(self.config)
         callbacks, summary = standard_callbacks(
             self.shared.path, monitor=self.task.monitor(data),
@@ -312,7 +316,8 @@ def train_pipeline(
     timings = PhaseTimings()
     with timings.phase("startup"):
         run = Run.start(config, run_dir)
-    with run:
+    kept = "what the run wrote before is intact"
+    with run, disk_guard(run.directory.path, "the run's files", run_disk_bytes(config), kept):
         with timings.phase("data"):
             data = run.task.read_data()
             run.task.record_data(data, run.directory)
