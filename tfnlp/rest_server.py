@@ -35,6 +35,7 @@ _ROUTE = re.compile(r"\A(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?
                     r"(?P<rest>/metadata|:predict|:classify)?\Z")
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 REQUEST_TIMEOUT_SECONDS = 60.0
+MAX_JSON_DEPTH = 64  # TF-Serving's inputs nest a few levels; deeper is an attack or a bug
 
 
 class ServingError(Exception):
@@ -98,9 +99,14 @@ class ModelRepository:
 
 
 def _decode(value):
-    """JSON values to tensor values: {"b64": …} becomes bytes, lists recurse."""
+    """JSON values to tensor values: {"b64": …} becomes bytes; lists and objects recurse."""
     if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (TypeError, ValueError):
+            raise ServingError(400, "A {\"b64\": ...} value must be base64 text.") from None
+    if isinstance(value, dict):
+        return {key: _decode(v) for key, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
@@ -138,16 +144,36 @@ def _inputs(body: dict, specs: dict) -> tuple[dict, bool]:
     return data, row
 
 
+def _depth(value, containers=(list,)) -> int:
+    """How deeply `containers` nest in `value`, found without recursion (JSON nests deeper
+    than Python recurses)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, containers):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def predict(loaded, body: dict) -> dict:
     """Runs a Predict request body on a loaded SavedModel; TF-Serving's response shape."""
     from tfnlp.backend import tf
 
     name = body.get("signature_name", "serving_default")
-    if name not in loaded.signatures:
+    if not isinstance(name, str) or name not in loaded.signatures:
         raise ServingError(400, f"Serving signature name: \"{name}\" not found in signature def")
     signature = loaded.signatures[name]
     specs = signature.structured_input_signature[1]
     data, row = _inputs(body, specs)
+    for key, value in data.items():
+        # A tensor of another rank must never reach the graph: TensorFlow does not check it
+        # against the signature, and a rank-33 string tensor crashes the process (SIGSEGV).
+        rank = specs[key].shape.rank
+        if rank is not None and _depth(value) != rank:
+            raise ServingError(400, f"Input '{key}' must have rank {rank}; received a value "
+                                    f"nested {_depth(value)} deep.")
     try:
         outputs = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in data.items()})
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
@@ -166,19 +192,31 @@ def classify(loaded, body: dict) -> dict:
 
     name = body.get("signature_name", "classify")
     examples = body.get("examples")
-    if name not in loaded.signatures or not isinstance(examples, list) or not examples:
+    if (not isinstance(name, str) or name not in loaded.signatures
+            or not isinstance(examples, list) or not examples
+            or not all(isinstance(example, dict) for example in examples)):
         raise ServingError(400, "A classify request needs a non-empty 'examples' list and a "
                                 "signature with the classify method.")
     serialized = []
     for example in examples:
         features = {key: tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[str(value).encode("utf-8")])) for key, value in example.items()}
+            value=[_utf8(value)])) for key, value in example.items()}
         serialized.append(tf.train.Example(features=tf.train.Features(
             feature=features)).SerializeToString())
-    outputs = loaded.signatures[name](inputs=tf.constant(serialized))
+    try:
+        outputs = loaded.signatures[name](inputs=tf.constant(serialized))
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+        raise ServingError(400, str(error).strip().splitlines()[0]) from None
     classes, scores = outputs["classes"].numpy(), outputs["scores"].numpy()
     return {"results": [[[c.decode("utf-8"), float(s)] for c, s in zip(cs, ss)]
                         for cs, ss in zip(classes, scores)]}
+
+
+def _utf8(value) -> bytes:
+    try:
+        return str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ServingError(400, "Feature values must be valid Unicode text.") from None
 
 
 def status(name: str, versions: list[int]) -> dict:
@@ -252,10 +290,12 @@ async def _json_body(request, limit: int) -> dict:
             raise ServingError(413, f"Request body is over the {limit}-byte limit.")
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
         raise ServingError(400, f"JSON Parse error: {error}") from None
     if not isinstance(body, dict):
         raise ServingError(400, "JSON body must be an object.")
+    if _depth(body, (dict, list)) > MAX_JSON_DEPTH:
+        raise ServingError(400, f"JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     return body
 
 

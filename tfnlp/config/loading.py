@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from tfnlp.config.schema import FieldError, PipelineConfig
+from tfnlp.config.schema import FieldError, PipelineConfig, shown
 
 
 class ConfigError(ValueError):
@@ -50,8 +50,14 @@ def load_pipeline(path: str | Path, overrides: typing.Sequence[str] = ()) -> Pip
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the pipeline file ({error.strerror}).") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8."
+        ) from None
     try:
         raw = yaml.safe_load(text)
+    except (RecursionError, ValueError) as error:  # PyYAML lets these through
+        raise ConfigError(f"{path}: {_unreadable(error)}.") from None
     except yaml.YAMLError as error:
         raise ConfigError(
             f"{path}: not valid YAML (only plain YAML is accepted): {error}"
@@ -85,6 +91,8 @@ def apply_override(raw: dict, override: str, source: str = "--set") -> None:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
+    except (RecursionError, ValueError) as error:
+        raise ConfigError(f"{source}: --set {key}: {_unreadable(error)}.") from None
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -93,6 +101,14 @@ def apply_override(raw: dict, override: str, source: str = "--set") -> None:
             raise ConfigError(f"{source}: --set {key}: `{part}` is not a section.")
         node = child
     node[parts[-1]] = parsed
+
+
+def _unreadable(error: RecursionError | ValueError) -> str:
+    """Why PyYAML could not build a value: nesting past Python's recursion limit, or an
+    integer past its 4,300-digit conversion limit."""
+    if isinstance(error, RecursionError):
+        return "the value nests too deeply to read (keep it under a few hundred levels)"
+    return f"a value cannot be read ({shown(str(error))})"
 
 
 def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
@@ -154,7 +170,8 @@ def _coerce(hint, value, source: str, key_path: str):
     checked = _check_type(hint, value)
     if checked is _INVALID:
         raise ConfigError(
-            f"{source}: `{key_path}` must be {_describe(hint)}. Received: {key_path}={value!r}."
+            f"{source}: `{key_path}` must be {_describe(hint)}. "
+            f"Received: {key_path}={shown(value)}."
         )
     return checked
 
@@ -192,7 +209,10 @@ def _check_type(hint, value):
         return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return float(value) if ok else _INVALID
+        try:
+            return float(value) if ok else _INVALID
+        except OverflowError:  # an integer beyond float's range
+            return _INVALID
     if hint is str:
         return value if isinstance(value, str) else _INVALID
     return _INVALID

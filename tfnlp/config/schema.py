@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,12 +36,32 @@ LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
 VERSION_LABEL = re.compile(r"\A[a-z][a-z0-9_-]{0,63}\Z")
 
 
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxlist, short.maxdict = 3, 8, 8
+    short.maxstring = short.maxother = short.maxlong = 120
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` for an error message, at most 200 characters: a YAML alias bomb would
+    make a plain repr megabytes long, and an integer over 4,300 digits has none at all."""
+    try:
+        text = _SHORT.repr(value)
+    except ValueError:  # int's str() refuses more than 4,300 digits
+        text = f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>"
+    return text[:200]
+
+
 class FieldError(ValueError):
     """A value that breaks a schema rule: "`<key>` must be <expectation>. Received: ..."."""
 
     def __init__(self, key: str, expectation: str, value: Any):
         self.key, self.expectation, self.value = key, expectation, value
-        super().__init__(f"`{key}` must be {expectation}. Received: {key}={value!r}.")
+        super().__init__(f"`{key}` must be {expectation}. Received: {key}={shown(value)}.")
 
 
 @dataclass(frozen=True)

@@ -187,13 +187,21 @@ def _read_csv(path: Path, collector: _Collector) -> None:
 def _read_jsonl(path: Path, collector: _Collector) -> None:
     text, collector.report.replaced_characters = decode_leniently(path.read_bytes())
     checked_columns = False
-    for line, raw_line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a JSON line: `splitlines` would also split at U+2028, U+2029 and U+0085,
+    # which JSON writers leave raw inside strings.
+    for line, raw_line in enumerate(text.split("\n"), start=1):
         if not raw_line.strip():
             continue
         try:
             row = json.loads(raw_line)
         except json.JSONDecodeError as error:
             collector.bad(line, f"unparseable JSON ({error.msg})")
+            continue
+        except RecursionError:
+            collector.bad(line, "unparseable JSON (nested too deeply)")
+            continue
+        except ValueError as error:  # e.g. an integer over Python's 4,300-digit limit
+            collector.bad(line, f"unparseable JSON ({str(error)[:200]})")
             continue
         if not isinstance(row, dict):
             collector.bad(line, "a JSON line must be an object")
@@ -209,16 +217,19 @@ def _read_tfrecord(path: Path, collector: _Collector) -> None:
 
     # "line" is the 1-based record number for TFRecord files.
     records = tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
-    line = 0
+    line, consumed, size = 0, 0, path.stat().st_size
     while True:
         line += 1
         try:
             record = next(records)
         except StopIteration:
+            if consumed != size:  # TensorFlow reads a cut-off header as a clean end
+                collector.bad(line, "truncated record (the file ends inside a record header)")
             break
         except tf.errors.DataLossError as error:
             collector.bad(line, f"truncated or corrupt record ({error.message.splitlines()[0]})")
             break  # nothing after a corrupt record can be framed
+        consumed += 16 + len(record)  # length (8), its CRC (4), data, data CRC (4)
         try:
             example = tf.train.Example.FromString(record)
         except Exception:  # protobuf raises its own DecodeError type

@@ -1,0 +1,28 @@
+"""Hypothesis profiles for the fuzz tests: `fuzz` (the default suite) and `deep` (CI).
+
+`pytest tests/fuzz` runs every fuzz target with the `fuzz` profile (a few dozen examples, so
+the default suite stays within its time budget); `pytest --hypothesis-profile=deep tests/fuzz`
+runs each one with at least 1,000 examples. The profiles are registered when this file is
+imported, which for `pytest ... tests/fuzz` happens before hypothesis's plugin reads
+`--hypothesis-profile` (pytest loads the conftest files of its path arguments first).
+Tests take their settings from `tests.fuzz.strategies.FUZZ`, never from hard-coded counts.
+"""
+
+from hypothesis import HealthCheck, Phase, settings
+
+# Without the explain phase, which traces every line the failing examples run: on a
+# RecursionError hundreds of frames deep that alone took minutes per failing test.
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+
+# The default suite: about what the fuzz tests always cost (~60 examples each). One bug per
+# test is enough to fail it, and shrinking a second one would cost the suite's time budget.
+settings.register_profile(
+    "fuzz", max_examples=60, deadline=None, phases=PHASES, report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# CI's deep run. Not derandomized: every CI run explores new inputs; print_blob prints the
+# `@reproduce_failure` line for any failure so it can be replayed exactly.
+settings.register_profile(
+    "deep", max_examples=1000, deadline=None, phases=PHASES, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
