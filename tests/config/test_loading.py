@@ -48,6 +48,17 @@ def test_overrides_are_parsed_as_yaml_and_validated():
     assert config.data.labels == ["negative", "neutral", "positive"]
 
 
+@pytest.mark.parametrize("written, value", [("1e-4", 1e-4), ("2E-3", 2e-3), (".5e-1", 0.05),
+                                            ("+1.0e-4", 1e-4)])
+def test_exponent_floats_without_a_dot_are_floats(tmp_path, written, value):
+    # PyYAML alone reads `1e-4` as the string "1e-4".
+    config = load_pipeline("pipelines/tweets_bilstm.yaml", [f"train.learning_rate={written}"])
+    assert config.train.learning_rate == value
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: p\ntrain:\n  learning_rate: {written}\n")
+    assert load_pipeline(path).train.learning_rate == value
+
+
 def test_round_trip_through_plain_data():
     config = load_pipeline("pipelines/tweets_transformer.yaml")
     assert from_dict(to_dict(config)) == config

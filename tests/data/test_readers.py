@@ -20,6 +20,12 @@ def test_csv_reads_columns_and_counts_invalid_utf8(tmp_path):
     assert (report.rows_read, report.rows_kept, report.rows_skipped) == (2, 2, 0)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = write(tmp_path / "excel.csv", b"\xef\xbb\xbftext,label\nhello,pos\n")
+    examples, report = read_texts(path)
+    assert examples.texts == ["hello"] and report.replaced_characters == 0
+
+
 def test_existing_replacement_characters_are_not_counted(tmp_path):
     text, replaced = decode_leniently("ok \ufffd".encode() + b" \xc3")
     assert replaced == 1

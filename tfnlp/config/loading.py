@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -177,6 +178,9 @@ def _coerce(hint, value, source: str, key_path: str):
 
 
 _INVALID = object()
+# PyYAML (YAML 1.1) reads `1e-4` as a string: it wants a dot (`1.0e-4`). YAML 1.2 and every
+# user mean a float, so a float field takes it as one.
+_EXPONENT_FLOAT = re.compile(r"\A[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\Z")
 
 
 def _check_type(hint, value):
@@ -208,6 +212,8 @@ def _check_type(hint, value):
     if hint is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+            value = float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         try:
             return float(value) if ok else _INVALID

@@ -7,6 +7,7 @@ A bad row (missing text or label, an unparseable line) is either skipped and rec
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -77,7 +78,8 @@ def decode_leniently(raw: bytes) -> tuple[str, int]:
         >>> decode_leniently(b"caf\xc3 ok")
         ('caf\ufffd ok', 1)
     """
-    text = raw.decode("utf-8", errors="replace")
+    # Excel and Notepad start UTF-8 files with a byte-order mark; it is not part of a column name.
+    text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
     # U+FFFD already present in the file (as valid UTF-8) is not a replacement we made.
     replaced = text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode("utf-8"))
     return text, replaced
