@@ -271,7 +271,10 @@ def build_app(root: str | Path, *, max_request_bytes: int = MAX_REQUEST_BYTES,
                                             timeout_seconds)
             return JSONResponse(result)
         except ServingError as error:
-            return JSONResponse({"error": str(error)}, status_code=error.status)
+            # A message may quote the request, and a JSON string may hold a lone surrogate,
+            # which UTF-8 cannot encode: escape it rather than fail with a 500.
+            message = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+            return JSONResponse({"error": message}, status_code=error.status)
         except asyncio.TimeoutError:
             return JSONResponse({"error": f"Request timed out after {timeout_seconds} s"},
                                 status_code=504)

@@ -247,6 +247,9 @@ def test_any_bytes_body_gets_a_json_answer_and_never_a_5xx(server, path, body):
     pytest.param(":predict", '{"instances": ' + "[" * 255 + '"x"' + "]" * 255 + "}", 400,
                  id="255-dimensional-instances"),
     pytest.param(":predict", '{"instances": [' + "9" * 4301 + "]}", 400, id="4301-digits"),
+    # Found by CI's deep run: the error message quoted the name, which UTF-8 cannot encode.
+    pytest.param(":predict", '{"instances": ["a"], "signature_name": "\\ud800"}', 400,
+                 id="lone-surrogate-signature-name"),
     # TF-Serving's REST API takes {"b64": ...} wherever a string goes, named inputs included.
     pytest.param(":predict", '{"instances": [{"text": {"b64": "aGk="}}]}', 200,
                  id="b64-named-instance"),
