@@ -1,4 +1,5 @@
-"""Hypothesis profiles for the fuzz tests: `fuzz` (the default suite) and `deep` (CI).
+"""Hypothesis profiles for the fuzz tests: `fuzz` (the default suite), `deep` (CI) and
+`explore` (deep, with new random inputs each run).
 
 `pytest tests/fuzz` runs every fuzz target with the `fuzz` profile (a few dozen examples, so
 the default suite stays within its time budget); `pytest --hypothesis-profile=deep tests/fuzz`
@@ -20,9 +21,15 @@ settings.register_profile(
     "fuzz", max_examples=60, deadline=None, phases=PHASES, report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# CI's deep run. Not derandomized: every CI run explores new inputs; print_blob prints the
-# `@reproduce_failure` line for any failure so it can be replayed exactly.
+# CI's deep run. Derandomized: the same 1,000 inputs per target on every run, so whether a
+# change lands never depends on luck (a fresh CI machine has no example database either).
 settings.register_profile(
     "deep", max_examples=1000, deadline=None, phases=PHASES, print_blob=True,
+    derandomize=True, suppress_health_check=[HealthCheck.too_slow],
+)
+# Bug hunting: the deep run with new random inputs each time (`--hypothesis-profile=explore`);
+# print_blob prints the `@reproduce_failure` line that replays a failure exactly.
+settings.register_profile(
+    "explore", max_examples=1000, deadline=None, phases=PHASES, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
