@@ -78,11 +78,16 @@ def decode_leniently(raw: bytes) -> tuple[str, int]:
         >>> decode_leniently(b"caf\xc3 ok")
         ('caf\ufffd ok', 1)
     """
-    # Excel and Notepad start UTF-8 files with a byte-order mark; it is not part of a column name.
-    text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
+    text = raw.decode("utf-8", errors="replace")
     # U+FFFD already present in the file (as valid UTF-8) is not a replacement we made.
     replaced = text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode("utf-8"))
     return text, replaced
+
+
+def _decode_file(path: Path) -> tuple[str, int]:
+    """`decode_leniently` of a whole file, without the byte-order mark Excel and Notepad put
+    at the start of UTF-8 files (it is not part of the first column's name)."""
+    return decode_leniently(path.read_bytes().removeprefix(codecs.BOM_UTF8))
 
 
 def _infer_format(path: Path) -> str:
@@ -159,7 +164,7 @@ class _Collector:
 
 
 def _read_csv(path: Path, collector: _Collector) -> None:
-    text, collector.report.replaced_characters = decode_leniently(path.read_bytes())
+    text, collector.report.replaced_characters = _decode_file(path)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
@@ -187,7 +192,7 @@ def _read_csv(path: Path, collector: _Collector) -> None:
 
 
 def _read_jsonl(path: Path, collector: _Collector) -> None:
-    text, collector.report.replaced_characters = decode_leniently(path.read_bytes())
+    text, collector.report.replaced_characters = _decode_file(path)
     checked_columns = False
     # Only "\n" ends a JSON line: `splitlines` would also split at U+2028, U+2029 and U+0085,
     # which JSON writers leave raw inside strings.
