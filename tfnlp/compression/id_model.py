@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 
 from tfnlp.backend import keras, tf
-from tfnlp.models.layers import TransformerEncoderBlock
+from tfnlp.models.layers import MaskedMeanPooling, TransformerEncoderBlock
 from tfnlp.preprocessing.layer import TextPreprocessor
 
 
@@ -97,7 +97,7 @@ class CompressibleTransformerEncoderBlock(TransformerEncoderBlock):
 
 
 @keras.saving.register_keras_serializable(package="tfnlp")
-class ReciprocalMeanPooling(keras.layers.GlobalAveragePooling1D):
+class ReciprocalMeanPooling(MaskedMeanPooling):
     """Masked mean over time computed as sum × 1/count, with 1/count looked up, not divided.
 
     TFLite's int8 DIV kernel checks the divisor's raw int8 value for zero, and the quantized
@@ -160,7 +160,7 @@ def _compressible(layer: keras.layers.Layer) -> keras.layers.Layer:
         return CompressibleBidirectional.from_config(layer.get_config())
     if type(layer) is TransformerEncoderBlock:
         return CompressibleTransformerEncoderBlock.from_config(layer.get_config())
-    if type(layer) is keras.layers.GlobalAveragePooling1D:
+    if type(layer) in (keras.layers.GlobalAveragePooling1D, MaskedMeanPooling):
         return ReciprocalMeanPooling.from_config(layer.get_config())
     return type(layer).from_config(layer.get_config())
 

@@ -165,7 +165,23 @@ def _build(cls, raw: Any, source: str, prefix: str):
     return cls(**values)
 
 
+def _optional_section(hint):
+    """The section class of an optional section (`MeshConfig | None`), else None."""
+    if typing.get_origin(hint) not in (Union, types.UnionType):
+        return None
+    sections = [option for option in typing.get_args(hint) if dataclasses.is_dataclass(option)]
+    return sections[0] if len(sections) == 1 else None
+
+
 def _coerce(hint, value, source: str, key_path: str):
+    section = _optional_section(hint)
+    if section is not None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: `{key_path}` must be a mapping or null. "
+                              f"Received: {key_path}={shown(value)}.")
+        hint = section
     if dataclasses.is_dataclass(hint):
         return _build(hint, value if value is not None else {}, source, key_path + ".")
     checked = _check_type(hint, value)

@@ -269,10 +269,64 @@ class AllReduceConfig:
             most ~60 s: a check every 30 s, 3 tries of 10 s).
         bytes_per_pack: pack gradients into all-reduces of about this many bytes (fewer,
             larger messages); 0 lets TensorFlow choose.
+        dtype: the gradients' dtype on the wire (mirrored and multi-worker mirrored):
+            float16/bfloat16 halve the bytes all-reduced; variables and the optimizer update
+            stay float32.
     """
 
     timeout_seconds: float | None = bounded(None, 1.0, 86_400.0)
     bytes_per_pack: int = bounded(0, 0)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """A DTensor device mesh: `batch` data-parallel rows by `model` tensor-parallel columns.
+
+    Attributes:
+        batch: devices the global batch is split over (data parallelism).
+        model: devices each sharded weight is split over (model parallelism); batch × model
+            devices in all (logical CPU devices are created when there are no GPUs).
+    """
+
+    batch: int = bounded(1, 1, 1024)
+    model: int = bounded(1, 1, 1024)
+
+    @property
+    def devices(self) -> int:
+        return self.batch * self.model
+
+
+@dataclass(frozen=True)
+class PipelineParallelConfig:
+    """Pipeline parallelism: the model's layers cut into stages, one device each.
+
+    Attributes:
+        stages: consecutive groups of layers, each placed on its own device.
+        micro_batches: each batch is split into this many micro-batches inside the traced
+            step, so stage s can work on micro-batch k+1 while stage s+1 works on k (GPipe);
+            their gradients are summed before one update.
+        balance: cut the layers so that stages hold about equal "parameters", or take about
+            equal measured forward "time".
+    """
+
+    stages: int = bounded(2, 1, 64)
+    micro_batches: int = bounded(1, 1, 1024)
+    balance: Literal["parameters", "time"] = "parameters"
+
+
+LAYOUT_DIMENSIONS = ("batch", "model", "unsharded")
+
+
+def _check_layout(pattern: str, dims) -> None:
+    key = f"distribute.layouts[{pattern!r}]"
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise FieldError(key, f"a valid regular expression ({error})", pattern) from None
+    if not isinstance(dims, list) or any(dim not in LAYOUT_DIMENSIONS for dim in dims):
+        raise FieldError(key, "a list with one of 'batch', 'model' or 'unsharded' per "
+                         "dimension of the variable", dims)
 
 
 @dataclass(frozen=True)
@@ -293,7 +347,12 @@ class DistributeConfig:
         scale_learning_rate: multiply train.learning_rate by the number of replicas (the linear
             scaling rule for large global batches); off by default because batch_size is
             already the global batch.
-        all_reduce: time-out and packing of multi-worker mirrored's all-reduce.
+        all_reduce: time-out, packing and wire dtype of the gradient all-reduce.
+        mesh: the DTensor mesh for `strategy: dtensor` (model and hybrid parallelism).
+        layouts: per-variable sharding under `strategy: dtensor`, overriding the model's
+            defaults: a regex on variable names (e.g. "encoder_0/ff_hidden/kernel") to one
+            entry per dimension, "batch", "model" or "unsharded".
+        pipeline: pipeline parallelism (stages on separate devices, micro-batches).
     """
 
     strategy: Literal[
@@ -304,6 +363,7 @@ class DistributeConfig:
         "multi_worker_mirrored",
         "parameter_server",
         "tpu",
+        "dtensor",
     ] = "auto"
     devices: list[str] | None = None
     cpu_replicas: int | None = bounded(None, 1, 64)
@@ -311,6 +371,56 @@ class DistributeConfig:
     tpu: str | None = None
     scale_learning_rate: bool = False
     all_reduce: AllReduceConfig = field(default_factory=AllReduceConfig)
+    mesh: MeshConfig | None = None
+    layouts: dict[str, list[str]] | None = None
+    pipeline: PipelineParallelConfig | None = None
+
+    def validate(self, config: PipelineConfig) -> None:
+        """The rules between the parallelism settings (and what they need elsewhere)."""
+        strategy, precision_policy = self.strategy, config.precision.policy
+        if strategy == "dtensor" and self.mesh is None:
+            raise FieldError("distribute.mesh", "set for `distribute.strategy: dtensor`, e.g. "
+                             "{batch: 2, model: 2}", None)
+        for key in ("mesh", "layouts"):
+            if getattr(self, key) is not None and strategy != "dtensor":
+                raise FieldError("distribute.strategy", f"'dtensor' when `distribute.{key}` is "
+                                 "set (only DTensor shards weights over a mesh)", strategy)
+        for pattern, dims in (self.layouts or {}).items():
+            _check_layout(pattern, dims)
+        engine_devices = (self.mesh.devices if self.mesh else
+                          self.pipeline.stages if self.pipeline else None)
+        if engine_devices and self.cpu_replicas not in (None, engine_devices):
+            raise FieldError("distribute.cpu_replicas", f"unset or {engine_devices}, the devices "
+                             "the mesh or pipeline needs (they are created from it)",
+                             self.cpu_replicas)
+        checkpoints = config.language_model.checkpoint_filepath
+        if strategy == "dtensor" and config.task == "language_model" and checkpoints.endswith(
+                ".h5"):
+            raise FieldError("language_model.checkpoint_filepath", "a TensorFlow checkpoint "
+                             "prefix under `distribute.strategy: dtensor`, which cannot write "
+                             f"sharded weights to HDF5: e.g. {checkpoints[:-3]!r}", checkpoints)
+        if self.mesh and config.train.batch_size % self.mesh.batch:
+            raise FieldError("train.batch_size", f"a multiple of `distribute.mesh.batch` "
+                             f"({self.mesh.batch}): DTensor splits every batch evenly",
+                             config.train.batch_size)
+        if strategy == "dtensor" and precision_policy in ("mixed_float16", "auto"):
+            raise FieldError("precision.policy", "float32 or mixed_bfloat16 under "
+                             "`distribute.strategy: dtensor` (mixed_float16's loss scaling "
+                             "cannot wrap DTensor's mesh optimizers)", precision_policy)
+        if self.pipeline is not None and strategy not in ("auto", "default"):
+            raise FieldError(
+                "distribute.strategy", "'default' (or 'auto') with `distribute.pipeline`: the "
+                "stages are placed on this host's devices by the pipeline itself, and a "
+                "tf.distribute replica pins its variables and ops to one device. For model "
+                "parallelism combined with data parallelism use `strategy: dtensor` with "
+                "`distribute.mesh`", strategy)
+        if self.all_reduce.dtype != "float32" and strategy not in (
+                "auto", "mirrored", "multi_worker_mirrored"):
+            raise FieldError(
+                "distribute.all_reduce.dtype", "float32 unless gradients are all-reduced by "
+                f"(multi-worker) mirrored; `strategy: {strategy}` "
+                + ("inserts its own reductions" if strategy == "dtensor" else
+                   "has no all-reduce"), self.all_reduce.dtype)
 
 
 @dataclass(frozen=True)
@@ -499,3 +609,4 @@ class PipelineConfig:
         if self.task == "language_model" and model.name not in LANGUAGE_MODEL_NAMES:
             names = " or ".join(repr(name) for name in LANGUAGE_MODEL_NAMES)
             raise FieldError("model.name", f"{names} for `task: language_model`", model.name)
+        self.distribute.validate(self)

@@ -7,7 +7,7 @@ the whole path from text to logits; users can `compile` and `fit` it themselves.
 from __future__ import annotations
 
 from tfnlp.backend import keras, tf
-from tfnlp.models.layers import PositionEmbedding, TransformerEncoderBlock
+from tfnlp.models.layers import MaskedMeanPooling, PositionEmbedding, TransformerEncoderBlock
 from tfnlp.preprocessing.layer import TextPreprocessor
 
 
@@ -97,6 +97,6 @@ def build_transformer_classifier(
     for index in range(num_layers):
         x = TransformerEncoderBlock(num_heads, ff_dim, dropout, name=f"encoder_{index}")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-5, dtype="float32", name="final_norm")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    x = MaskedMeanPooling(name="mean_pool")(x)
     logits = _logits(x, num_classes, dropout)
     return keras.Model(text, logits, name=name)

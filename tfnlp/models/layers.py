@@ -32,12 +32,35 @@ class PositionEmbedding(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        length = tf.shape(inputs)[1]
-        positions = tf.cast(self.position_embeddings[:length], inputs.dtype)
-        return inputs + positions[tf.newaxis]
+        if inputs.shape[1] == self.sequence_length:
+            # Full-length inputs need no slice; DTensor crashes on a dynamic one.
+            positions = tf.cast(self.position_embeddings, inputs.dtype)
+        else:
+            positions = tf.cast(self.position_embeddings[: tf.shape(inputs)[1]], inputs.dtype)
+        return inputs + positions  # (B, L, D) + (L, D) broadcasts
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length}
+
+
+@keras.saving.register_keras_serializable(package="tfnlp")
+class MaskedMeanPooling(keras.layers.GlobalAveragePooling1D):
+    """Keras's masked mean over time, except that a row with no tokens (an empty text) pools
+    to zeros: Keras divides 0 by 0 there, and the classifier answered NaN probabilities.
+
+    Example:
+        >>> x = tf.ones([2, 3, 4])
+        >>> mask = tf.constant([[True, True, False], [False, False, False]])
+        >>> MaskedMeanPooling()(x, mask=mask).numpy()[:, 0].tolist()
+        [1.0, 0.0]
+    """
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return super().call(inputs)
+        weights = tf.expand_dims(tf.cast(mask, inputs.dtype), -1)  # (B, T, 1)
+        return tf.math.divide_no_nan(tf.reduce_sum(inputs * weights, axis=1),
+                                     tf.reduce_sum(weights, axis=1))
 
 
 @keras.saving.register_keras_serializable(package="tfnlp")
@@ -98,7 +121,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         attention_mask = None
         if mask is not None:
             # [batch, length] -> [batch, 1, length]: every query may attend to real tokens only.
-            attention_mask = tf.cast(mask[:, tf.newaxis, :], tf.bool)
+            attention_mask = tf.cast(tf.expand_dims(mask, 1), tf.bool)
         x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
         x = self.attention(x, x, attention_mask=attention_mask, training=training)
         residual = inputs + self.dropout_layer(x, training=training)

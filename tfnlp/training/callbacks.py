@@ -101,9 +101,9 @@ def standard_callbacks(
             save_weights_only=True,
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "latest"), save_weights_only=True),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
-        ),
+        # No restore_best_weights: the run reloads checkpoints/best after `fit` anyway, and
+        # its in-memory copy (`get_weights`) cannot read DTensor's sharded variables.
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),

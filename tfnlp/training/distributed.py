@@ -34,6 +34,8 @@ def distributed_settings(
     Returns:
         (the config with the learning rate the optimizer should use, this task's role).
     """
+    if config.distribute.strategy == "dtensor":
+        return dtensor_settings(config), TaskRole("dtensor", True, "local")
     role = task_role(strategy)
     replicas = strategy.num_replicas_in_sync
     per_replica = per_replica_batch_size(
@@ -54,6 +56,20 @@ def distributed_settings(
             config, train=dataclasses.replace(config.train, learning_rate=rate)
         )
     return config, role
+
+
+def dtensor_settings(config: PipelineConfig) -> PipelineConfig:
+    """Tokenizing moves into the dataset under DTensor: the mesh shards numbers, not the
+    preprocessing layer's string ops (the served model still takes raw strings)."""
+    mesh = config.distribute.mesh
+    logger.info("batch: global %d = %d mesh row(s) x %d (dtensor, model axis %d)",
+                config.train.batch_size, mesh.batch, config.train.batch_size // mesh.batch,
+                mesh.model)
+    if config.task == "classification" and not config.preprocessing.in_dataset:
+        logger.info("dtensor: tokenizing in the dataset (preprocessing.in_dataset)")
+        config = dataclasses.replace(config, preprocessing=dataclasses.replace(
+            config.preprocessing, in_dataset=True))
+    return config
 
 
 def worker_callbacks(

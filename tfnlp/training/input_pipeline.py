@@ -18,7 +18,10 @@ _BUCKETED_BY_DEFAULT = ("lstm", "bilstm")
 
 
 def use_length_bucketing(config: PipelineConfig) -> bool:
-    """`train.length_bucketing`, with None meaning "on for recurrent models"."""
+    """`train.length_bucketing`, with None meaning "on for recurrent models"; never under
+    DTensor, whose datasets have one static shape."""
+    if config.distribute.strategy == "dtensor":
+        return False
     if config.train.length_bucketing is None:
         return config.model.name in _BUCKETED_BY_DEFAULT
     return config.train.length_bucketing
@@ -44,7 +47,8 @@ def ids_model(model: keras.Model) -> keras.Model:
             f"{layers[0].name if layers else None!r}."
         )
     for previous, layer in zip(layers, layers[1:]):
-        if layer.get_input_at(0) is not previous.get_output_at(0):
+        # The newest node: the layers may also serve an earlier model (a plan built first).
+        if layer.get_input_at(-1) is not previous.get_output_at(-1):
             raise ValueError(
                 "`preprocessing.in_dataset` needs a model whose layers form a chain. "
                 f"Received: layer {layer.name!r} does not take {previous.name!r}'s output; "

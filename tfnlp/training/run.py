@@ -36,6 +36,8 @@ from tfnlp.training.distributed import (
     peers_watched,
     worker_callbacks,
 )
+from tfnlp.training.engines import parallelism_for
+from tfnlp.training.parallelism import Parallelism
 from tfnlp.training.precision import precision_scope, resolve_policy, with_loss_scaling
 from tfnlp.training.preflight import (
     PreflightError,
@@ -61,14 +63,17 @@ class TrainingResult:
     export_path: Path | None
 
 
-def compile_for_training(model: keras.Model, task: Task, config: PipelineConfig) -> None:
+def compile_for_training(model: keras.Model, task: Task, config: PipelineConfig,
+                         parallelism: Parallelism | None = None) -> None:
     """AdamW (loss-scaled under mixed_float16) with the task's loss and metrics.
 
-    Called inside `precision_scope`: the global policy is the run's policy.
+    Called inside `precision_scope`: the global policy is the run's policy. `parallelism`
+    supplies the optimizer (DTensor's mesh-aware one, or a reduced-precision all-reduce).
     """
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay
-    )
+    parallelism = parallelism or Parallelism(config)
+    optimizer = parallelism.optimizer(
+        keras.optimizers.AdamW, learning_rate=config.train.learning_rate,
+        weight_decay=config.train.weight_decay)
     policy = keras.mixed_precision.global_policy().name
     model.compile(optimizer=with_loss_scaling(optimizer, policy), loss=task.loss(),
                   metrics=task.metrics())
@@ -115,6 +120,8 @@ class Run:
         policy: the concrete precision policy.
         directory: where this process writes (a non-chief worker's temporary directory).
         shared: the run directory every process shares (callbacks, backups).
+        parallelism: how the model is spread over this process's devices (data parallelism
+            by default; DTensor shards or pipeline stages).
         lock: the chief's hold on `shared` (None on other workers); released on `__exit__`.
     """
 
@@ -125,6 +132,7 @@ class Run:
     policy: str
     directory: RunDirectory
     shared: RunDirectory
+    parallelism: Parallelism
     lock: RunLock | None = None
 
     @classmethod
@@ -171,7 +179,8 @@ class Run:
         keras.utils.set_random_seed(config.seed)
         policy, why = resolve_policy(config.precision.policy)
         logger.info("precision: %s (%s)", policy, why)
-        return cls(config, task, strategy, role, policy, directory, shared, lock)
+        parallelism = parallelism_for(config, strategy)
+        return cls(config, task, strategy, role, policy, directory, shared, parallelism, lock)
 
     def __enter__(self) -> Run:
         return self
@@ -182,10 +191,13 @@ class Run:
 
     def build(self, preprocessor) -> tuple[keras.Model, keras.Model]:
         """(the served model, what `fit` trains), built and compiled in the strategy's scope."""
-        with self.strategy.scope(), precision_scope(self.policy):
+        def make_models():
             model = self.task.build_model(preprocessor)
-            fitted = self.task.trainable_model(model)
-            compile_for_training(fitted, self.task, self.config)
+            return model, self.task.trainable_model(model)
+
+        with self.strategy.scope(), precision_scope(self.policy):
+            model, fitted = self.parallelism.build(make_models)
+            compile_for_training(fitted, self.task, self.config, self.parallelism)
             fix_metric_reduction(fitted, self.strategy)
         return model, fitted
 
@@ -224,10 +236,12 @@ class Run:
         """`model.fit`, with a lost peer and a full disk told as what they are."""
         kept = ("every complete checkpoint and backup is intact, and running the command "
                 "again resumes from the newest")
+        fit_kwargs = self.parallelism.fit_kwargs(inputs.fit_kwargs, inputs.examples_per_epoch,
+                                                 self.config.train.batch_size)
         with peers_watched(self.role, self.shared.backup_dir), disk_guard(
                 self.shared.path, "the epoch's checkpoints and backup", checkpoint_bytes(fitted),
-                kept):
-            fitted.fit(**inputs.fit_kwargs, epochs=self.config.train.epochs,
+                kept), self.parallelism.fit_scope():
+            fitted.fit(**fit_kwargs, epochs=self.config.train.epochs,
                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
 
     def fit_timed(self, fitted, data, inputs: TrainingInputs, timings: PhaseTimings,
@@ -245,8 +259,9 @@ class Run:
         """The served model with the best checkpoint's weights."""
         # BackupAndRestore empties its directory when training ends; drop the husk too.
         shutil.rmtree(self.directory.backup_dir, ignore_errors=True)
-        if self.role.trains_on_a_cluster:
-            # Evaluate on a local copy: the cluster model's predict would need every worker.
+        if self.role.trains_on_a_cluster or self.parallelism.serves_a_copy:
+            # Evaluate on an ordinary local copy: the cluster model's predict would need every
+            # worker, and sharded or placed weights are gathered by loading the checkpoint.
             return load_trained(self.directory.path).model
         fitted.load_weights(str(self.directory.best_checkpoint)).expect_partial()
         return model
@@ -267,6 +282,7 @@ class Run:
             "replicas": self.strategy.num_replicas_in_sync,
             "strategy": self.role.kind,
             "precision_policy": self.policy,
+            "parallelism": self.parallelism.report(fitted),
             **inputs.report,
         }
         export_path = None

@@ -137,6 +137,27 @@ def _auto_choice(config: DistributeConfig) -> tuple[str, str]:
     return "default", f"{where}: one device"
 
 
+def _engine_devices(config: DistributeConfig) -> str | None:
+    """For DTensor and pipeline runs, which place the model themselves (see
+    `tfnlp.training.engines`): the devices they need, split from the CPU when there are not
+    enough GPUs, and the log's reason. None for tf.distribute strategies."""
+    if config.strategy == "dtensor":
+        needed, what = config.mesh.devices, f"dtensor mesh {config.mesh.batch}x{config.mesh.model}"
+    elif config.pipeline is not None and config.pipeline.stages > 1:
+        needed, what = config.pipeline.stages, f"pipeline of {config.pipeline.stages} stages"
+    else:
+        return None
+    on_gpus = len(tf.config.list_physical_devices("GPU")) >= needed
+    if not on_gpus and not config.cpu_replicas:
+        split_cpu(needed)
+    if config.strategy == "dtensor":
+        from tfnlp.training.dtensor import initialize  # DTensor is imported only when used
+
+        initialize("GPU" if on_gpus else "CPU")
+    where = "GPUs" if on_gpus else f"{needed} logical CPU devices"
+    return f"{what} on {where}; the default strategy (the engine places the model)"
+
+
 def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, str]:
     """Creates the configured strategy.
 
@@ -154,6 +175,9 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
     """
     if config.cpu_replicas:
         split_cpu(config.cpu_replicas)
+    engine = _engine_devices(config)
+    if engine:
+        return tf.distribute.get_strategy(), engine
     name, reason = config.strategy, "configured"
     if name == "auto":
         name, reason = _auto_choice(config)
@@ -213,7 +237,7 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
         return _tpu_strategy(config.tpu), f"{reason}: tpu ({config.tpu or 'from TPU_NAME'})"
     raise ValueError(
         f"`distribute.strategy` must be one of auto, default, one_device, mirrored, "
-        f"multi_worker_mirrored, parameter_server, tpu. Received: strategy={name!r}."
+        f"multi_worker_mirrored, parameter_server, tpu, dtensor. Received: strategy={name!r}."
     )
 
 
