@@ -45,6 +45,9 @@ DOCTEST_MODULES = [
     "tfnlp.preprocessing.vocabulary",
     "tfnlp.tasks.base",
     "tfnlp.training.timings",
+    "tfnlp.training.comms",
+    "tfnlp.models.layers",
+    "tfnlp.training.pipeline",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).

@@ -249,6 +249,13 @@ def _bench_distribute(args) -> int:
     return 0
 
 
+def _bench_parallel(args) -> int:
+    from tfnlp.bench.parallel import run_parallel_benchmark
+
+    run_parallel_benchmark(args.pipeline, args.set, args.out)
+    return 0
+
+
 def _version(value: str):
     return value if value == "auto" else int(value)
 
@@ -389,6 +396,14 @@ def _add_training_benchmarks(bench_commands) -> None:
     bench_distribute.add_argument("--out", default="runs/bench/distribute",
                                   help="output directory (default runs/bench/distribute)")
     bench_distribute.set_defaults(handler=_bench_distribute)
+    bench_parallel = bench_commands.add_parser(
+        "parallel", help="data, model, hybrid and pipeline parallelism: examples/s, parameter "
+                         "bytes per device, all-reduce bytes per step")
+    bench_parallel.add_argument("pipeline", help="pipeline YAML file")
+    _with_overrides(bench_parallel)
+    bench_parallel.add_argument("--out", default="runs/bench/parallel",
+                                help="output directory (default runs/bench/parallel)")
+    bench_parallel.set_defaults(handler=_bench_parallel)
     bench_lm = bench_commands.add_parser(
         "lm", help="language-model tokens/s: training and generation, float32 vs mixed_bfloat16"
     )

@@ -399,6 +399,22 @@ class DistributeConfig:
             raise FieldError("language_model.checkpoint_filepath", "a TensorFlow checkpoint "
                              "prefix under `distribute.strategy: dtensor`, which cannot write "
                              f"sharded weights to HDF5: e.g. {checkpoints[:-3]!r}", checkpoints)
+        if strategy == "dtensor" and config.model.name != "transformer":
+            raise FieldError(
+                "model.name", "'transformer' under `distribute.strategy: dtensor`: LSTM gate "
+                "kernels cannot be split in TF 2.21, and an LSTM under DTensor did not train "
+                "like one device (measured). Use `strategy: mirrored` or `distribute.pipeline` "
+                "for LSTMs", config.model.name)
+        if self.mesh and self.mesh.batch > 1:
+            # Measured (tests/training/parallel_equivalence.py): on TF 2.21 a mesh with a batch
+            # axis trains LayerNorm and position-embedding weights wrongly, so its loss leaves
+            # one device's after the first step. Refused rather than trained wrong.
+            raise FieldError(
+                "distribute.mesh.batch", "1 in TensorFlow 2.21: DTensor's batch axis does not "
+                "train like one device (LayerNorm and position-embedding updates go wrong). "
+                "Shard the model with `mesh: {batch: 1, model: M}`, and use "
+                "`strategy: mirrored` or `multi_worker_mirrored` for data parallelism",
+                self.mesh.batch)
         if self.mesh and config.train.batch_size % self.mesh.batch:
             raise FieldError("train.batch_size", f"a multiple of `distribute.mesh.batch` "
                              f"({self.mesh.batch}): DTensor splits every batch evenly",

@@ -23,6 +23,8 @@ it and attention is causal).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import LANGUAGE_MODEL_NAMES, ModelConfig
 from tfnlp.models.layers import PositionEmbedding, TransformerEncoderBlock
@@ -115,6 +117,39 @@ class LSTMLanguageModel(keras.Model):
         ids = tf.convert_to_tensor(ids)
         logits, _ = self.run_sequence(ids, self.initial_state(tf.shape(ids)[0]), training=training)
         return logits
+
+    def pipeline_units(self) -> list[tuple[str, list[keras.layers.Layer], Callable]]:
+        """`call` as consecutive units, for pipeline parallelism (`tfnlp.training.pipeline`).
+
+        Returns:
+            `(name, layers, run)` per unit, in order: the embedding, each LSTM (with its
+            dropout), the logits. `run(x, training)` maps the previous unit's output to this
+            one's; chaining them from the ids computes `call(ids, training)` exactly. `layers`
+            own the unit's weights.
+
+        Example:
+            >>> model = LSTMLanguageModel(30, embedding_dim=8, units=8)
+            >>> [name for name, _, _ in model.pipeline_units()]
+            ['embedding', 'lstm_0', 'lstm_1', 'logits']
+        """
+
+        def embed(ids, training=None):
+            return self.embedding(tf.convert_to_tensor(ids))
+
+        def recurrent(i, lstm):
+            def run(x, training=None):
+                # The zero state `call` starts from, sized by this micro-batch.
+                states = self.initial_state(tf.shape(x)[0])[2 * i : 2 * i + 2]
+                x, _, _ = lstm(x, initial_state=states, training=training)
+                return self.dropout_layer(x, training=training)
+
+            return run
+
+        return [
+            ("embedding", [self.embedding], embed),
+            *[(lstm.name, [lstm], recurrent(i, lstm)) for i, lstm in enumerate(self.lstm_layers)],
+            ("logits", [self.logits_layer], lambda x, training=None: self.logits_layer(x)),
+        ]
 
     def start(self, prompt_ids: tf.RaggedTensor, max_tokens):
         """Reads the prompts; returns (logits of the next token, the LSTM state after them).
@@ -262,6 +297,45 @@ class TransformerLanguageModel(keras.Model):
             return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
         return self.logits_layer(x)
 
+    def pipeline_units(self) -> list[tuple[str, list[keras.layers.Layer], Callable]]:
+        """`call` as consecutive units, for pipeline parallelism (`tfnlp.training.pipeline`).
+
+        Returns:
+            `(name, layers, run)` per unit, in order: the embedding, the positions (with their
+            dropout), each block, the final norm, the logits. `run(x, training)` maps the
+            previous unit's output to this one's; chaining them from the ids computes
+            `call(ids, training)` exactly. `layers` own the unit's weights (none for tied
+            logits, which read the embedding's).
+
+        Example:
+            >>> model = TransformerLanguageModel(30, 4, embedding_dim=8, num_heads=2)
+            >>> [name for name, _, _ in model.pipeline_units()]
+            ['embedding', 'positions', 'block_0', 'block_1', 'final_norm', 'logits']
+        """
+
+        def embed(ids, training=None):
+            return self.embedding(tf.convert_to_tensor(ids))
+
+        def positions(x, training=None):
+            return self.dropout_layer(self.positions(x), training=training)
+
+        def block_run(block):
+            return lambda x, training=None: block(x, training=training)
+
+        def logits(x, training=None):
+            if self.tie_embeddings:
+                matrix = tf.cast(self.embedding.embeddings, tf.float32)
+                return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
+            return self.logits_layer(x)
+
+        return [
+            ("embedding", [self.embedding], embed),
+            ("positions", [self.positions, self.dropout_layer], positions),
+            *[(block.name, [block], block_run(block)) for block in self.blocks],
+            ("final_norm", [self.final_norm], lambda x, training=None: self.final_norm(x)),
+            ("logits", [] if self.tie_embeddings else [self.logits_layer], logits),
+        ]
+
     def start(self, prompt_ids: tf.RaggedTensor, max_tokens):
         """Reads the prompts into a token buffer; returns (next-token logits, state).
 
@@ -395,5 +469,5 @@ def build_language_model(
             f"`model.name` must be one of {LANGUAGE_MODEL_NAMES} for `task: language_model`. "
             f"Received: model.name={config.name!r}."
         )
-    model(tf.zeros([1, 2], tf.int32))
+    model(keras.Input(shape=(None,), dtype=tf.int32))  # symbolic: builds, computes nothing
     return model

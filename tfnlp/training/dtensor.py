@@ -1,18 +1,20 @@
-"""Model and hybrid parallelism with DTensor: weights sharded over a `batch` × `model` mesh.
+"""Model parallelism with DTensor: Transformer weights sharded over a `model` mesh axis.
 
 tf-keras 2.21 trains DTensor models with plain `model.fit`: variables created inside a
 `LayoutMap.scope()` become DVariables with the map's layouts, batches come from a
-`DTensorDataset` split along "batch", and the mesh-aware optimizers in
-`keras.dtensor.experimental.optimizers` update each shard where it lives. DTensor then inserts
-the collectives a sharded matmul needs. (Keras 3 dropped DTensor and Google no longer develops
-it: this is where it still works, and it is frozen.)
+`DTensorDataset`, and the mesh-aware optimizers in `keras.dtensor.experimental.optimizers`
+update each shard where it lives. DTensor then inserts the collectives a sharded matmul needs.
+(Keras 3 dropped DTensor and Google no longer develops it: this is where it still works, and
+it is frozen.)
 
-Default layouts are Megatron-LM's tensor parallelism: attention heads and the first
-feed-forward layer split by columns, the attention output and the second feed-forward layer by
-rows (so each block needs one all-reduce per direction), the embedding split along its width.
-LSTM gate kernels cannot be split in TF 2.21 ("Spliting over sharded dimension is not
-supported"), so recurrent weights stay replicated: LSTM models get data parallelism plus a
-sharded embedding (and, for language models, a sharded output layer).
+The layouts are Megatron-LM's tensor parallelism: attention heads and the first feed-forward
+layer split by columns, the attention output and the second feed-forward layer by rows (one
+all-reduce per block and direction), the embedding split along its width.
+
+What tfnlp refuses, because it measured TF 2.21 training it wrongly against one device (see
+`DistributeConfig.validate` and tests/training/parallel_equivalence.py): a mesh with a batch
+axis (hybrid parallelism), a language model's output layer split by rows, and LSTMs (whose
+gate kernels cannot be split at all: "Spliting over sharded dimension is not supported").
 
 Layouts are declared by variable name, as users see them (`encoder_0/ff_hidden/kernel`).
 tf-keras's LayoutMap keys on object paths instead (`encoder_0.ff_hidden.kernel`), so the model
@@ -21,10 +23,9 @@ rule against the real shapes before anything is sharded.
 
 What must differ under DTensor, and only here (numerics are unchanged):
   * Keras draws dropout masks from `tf.random.Generator` (DTensor cannot shard the legacy RNG);
-  * Embedding gradients are densified (`ResourceScatterAdd` has no layout propagation);
+  * gradients are densified (`ResourceScatterAdd` has no layout propagation) and laid out
+    like their variables (a replicated bias's was silently not applied otherwise);
   * LayerNormalization takes its unfused path (`FusedBatchNormV3` has none either);
-  * LSTMs are unrolled (`TensorListFromTensor` has none), and Bidirectional reverses time with
-    a gather instead of `ReverseV2` (none);
   * batches are padded to one static length (a DTensorDataset has one static shape).
 """
 
@@ -55,18 +56,8 @@ TRANSFORMER_LAYOUTS = {
     r"ff_hidden/bias": ["model"],
     r"ff_output/kernel": ["model", U],
 }
-LSTM_LAYOUTS = {r"(^|/)embedding/embeddings": [U, "model"]}
-# A language model's output layer is its largest: split it by rows (its input width), which
-# always divides like the rest; the vocabulary size need not.
-LANGUAGE_MODEL_HEAD = {r"(^|/)logits/kernel": ["model", U]}
-
-
-def default_layouts(config: PipelineConfig) -> dict[str, list[str]]:
-    """The Megatron-style layouts for the pipeline's model family."""
-    layouts = dict(TRANSFORMER_LAYOUTS if config.model.name == "transformer" else LSTM_LAYOUTS)
-    if config.task == "language_model":
-        layouts.update(LANGUAGE_MODEL_HEAD)
-    return layouts
+# The output layers stay replicated: a language model's split by rows (its input width)
+# trained wrongly in TF 2.21 (measured), and a classifier's is tiny.
 
 
 _initialized_device_type: list[str] = []
@@ -101,8 +92,11 @@ def create_mesh(batch: int, model: int) -> dtensor.Mesh:
             f"Received: {available} {device_type} device(s). Use a mesh of at most "
             f"{available} devices, or run where there are more.")
     devices = [f"/device:{device_type}:{index}" for index in range(needed)]
-    return dtensor.create_mesh([("batch", batch), ("model", model)], devices=devices,
-                               device_type=device_type)
+    # Only the axes longer than 1: with a size-1 axis TF 2.21 trained wrongly (on a 2 x 1
+    # mesh the loss and the updates differed from one device's; on 1 x 2 every batch came
+    # twice). A layout naming a missing axis is unsharded along it (`resolve_layouts`).
+    axes = [(name, size) for name, size in (("batch", batch), ("model", model)) if size > 1]
+    return dtensor.create_mesh(axes or [("batch", 1)], devices=devices, device_type=device_type)
 
 
 def named_variables(model: keras.Model) -> list[tuple[str, str, tf.Variable]]:
@@ -154,6 +148,7 @@ def resolve_layouts(model: keras.Model, defaults: dict, overrides: dict | None,
             if pattern is not None:
                 spec = table[pattern]
                 _check_spec(f"{source}[{pattern!r}]", name, variable.shape, spec, mesh_shape)
+                spec = [dim if dim != U and mesh_shape[dim] > 1 else U for dim in spec]
                 if any(dim != U for dim in spec):
                     resolved[name] = spec
                 break
@@ -178,9 +173,6 @@ def adapt_for_dtensor(model: keras.Model) -> None:
     for layer in model._flatten(predicate=lambda o: isinstance(o, keras.layers.Layer)):
         if isinstance(layer, keras.layers.LayerNormalization):
             layer._fused = False  # read at call time; the fused kernel has no DTensor layout
-        if isinstance(layer, keras.layers.RNN):
-            layer.unroll = True
-            layer._could_use_gpu_kernel = False  # its fused kernel would loop anyway
 
 
 def _subclassed_models_built_on_ids():
@@ -204,22 +196,26 @@ def _subclassed_models_built_on_ids():
     return mock.patch.object(keras.Model, "__call__", call)
 
 
-def _reverse_by_gather(x, axes):
-    axis = axes if isinstance(axes, int) else axes[0]
-    return tf.gather(x, tf.range(tf.shape(x)[axis] - 1, -1, -1), axis=axis)
+def _laid_out_gradients(optimizer_class):
+    """`optimizer_class`, each gradient densified and laid out like its variable first.
 
+    Densified: an Embedding's IndexedSlices gradient would need `ResourceScatterAdd`, which
+    has no layout propagation. Laid out: without the explicit relayout, the gradient of a
+    replicated bias on a mesh with batch > 1 was never applied (measured in TF 2.21: the bias
+    stayed at its initial value while the kernels trained).
+    """
 
-def _dense_gradients(optimizer_class):
-    """`optimizer_class` with IndexedSlices gradients densified before they are applied."""
-
-    class DenseGradients(optimizer_class):
+    class LaidOutGradients(optimizer_class):
         def apply_gradients(self, grads_and_vars, *args, **kwargs):
-            dense = [(tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g, v)
-                     for g, v in grads_and_vars]
-            return super().apply_gradients(dense, *args, **kwargs)
+            laid_out = []
+            for gradient, variable in grads_and_vars:
+                if gradient is not None:
+                    gradient = dtensor.relayout(tf.convert_to_tensor(gradient), variable.layout)
+                laid_out.append((gradient, variable))
+            return super().apply_gradients(laid_out, *args, **kwargs)
 
-    DenseGradients.__name__ = optimizer_class.__name__
-    return DenseGradients
+    LaidOutGradients.__name__ = optimizer_class.__name__
+    return LaidOutGradients
 
 
 class DTensorParallelism(Parallelism):
@@ -250,7 +246,7 @@ class DTensorParallelism(Parallelism):
         # DTensor cannot shard the legacy stateless RNG that Keras's dropout uses by default.
         keras.backend.experimental.enable_tf_random_generator()
         plain, _ = make_models()  # to read each variable's name, shape and path
-        self.layouts = resolve_layouts(plain, default_layouts(self.config),
+        self.layouts = resolve_layouts(plain, TRANSFORMER_LAYOUTS,
                                        self.distribute.layouts, self.mesh_shape)
         layout_map = keras.dtensor.experimental.LayoutMap(mesh=self.mesh)
         for path, name, _ in named_variables(plain):
@@ -268,7 +264,7 @@ class DTensorParallelism(Parallelism):
 
     def optimizer(self, optimizer_class, **kwargs):
         mesh_class = getattr(keras.dtensor.experimental.optimizers, optimizer_class.__name__)
-        return _dense_gradients(mesh_class)(mesh=self.mesh, **kwargs)
+        return _laid_out_gradients(mesh_class)(mesh=self.mesh, **kwargs)
 
     def fit_kwargs(self, fit_kwargs: dict, examples_per_epoch: int, global_batch: int) -> dict:
         """The datasets as `DTensorDataset`s of whole global batches, each split along the
@@ -295,26 +291,24 @@ class DTensorParallelism(Parallelism):
             return [length if size is None else size for size in spec.shape[1:]]
 
         specs = tf.nest.flatten(batches.element_spec)
-        per_shard = global_batch // self.mesh_shape["batch"]
+        split = self.mesh_shape["batch"] > 1
         shards = batches.unbatch().repeat().padded_batch(
-            per_shard, padded_shapes=tf.nest.pack_sequence_as(
+            global_batch // self.mesh_shape["batch"], padded_shapes=tf.nest.pack_sequence_as(
                 batches.element_spec, [fixed(spec) for spec in specs]), drop_remainder=True)
+        # With one mesh row the batch is replicated, not split: a "batch" axis of size 1 made
+        # DTensorDataset (TF 2.21) hand out every batch twice on a 1 x 2 mesh.
         layouts = tf.nest.pack_sequence_as(batches.element_spec, [
-            dtensor.Layout.batch_sharded(self.mesh, "batch", rank=len(spec.shape))
-            for spec in specs])
+            dtensor.Layout.batch_sharded(self.mesh, "batch", rank=len(spec.shape)) if split
+            else dtensor.Layout.replicated(self.mesh, rank=len(spec.shape)) for spec in specs])
         return dtensor.DTensorDataset(shards, mesh=self.mesh, layouts=layouts,
-                                      global_batch_size=global_batch, batch_dim="batch",
+                                      global_batch_size=global_batch,
+                                      batch_dim="batch" if split else None,
                                       dataset_already_batched=True)
 
     def _sequence_length(self) -> int:
         if self.config.task == "language_model":
             return self.config.language_model.sequence_length
         return self.config.preprocessing.sequence_length
-
-    def fit_scope(self):
-        import tf_keras.src.layers.rnn.bidirectional as bidirectional
-
-        return mock.patch.object(bidirectional.backend, "reverse", _reverse_by_gather)
 
     def report(self, fitted: keras.Model) -> dict:
         """Per-device bytes from the variables' real shards (`dtensor.unpack`)."""
