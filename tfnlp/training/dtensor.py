@@ -279,9 +279,9 @@ class DTensorParallelism(Parallelism):
             kwargs["validation_steps"] = steps_for(examples, global_batch)
         dropped = examples_per_epoch % global_batch
         if dropped:
-            logger.info("dtensor: each epoch reads %d whole batches of %d; the %d examples "
-                        "past them come first in the next epoch's shuffle", kwargs[
-                            "steps_per_epoch"], global_batch, dropped)
+            logger.info("dtensor: each epoch reads %d whole batches of %d; %d examples wait "
+                        "for a later pass of the shuffled, repeated stream",
+                        kwargs["steps_per_epoch"], global_batch, dropped)
         return kwargs
 
     def _distributed(self, batches: tf.data.Dataset, global_batch: int):
