@@ -15,11 +15,12 @@ from tests.conftest import REPO
 # here, after DTensor has started, its 4-micro-batch step took minutes to trace.
 FAMILIES = SHARDED = ("transformer", "transformer_lm")
 # Measured on 2 AMD EPYC cores (AVX-512), TF 2.21: model parallel 1x2 and the 2-stage pipeline
-# differ from one device by at most 3.3e-6 (partly the rounding of recovering per-step losses
-# from Keras's running means); the float16 all-reduce by 2.3e-5 and 3.8e-5. float16 keeps 11
-# significant bits, so each summed gradient may be off by ~5e-4 relative, and Adam carries
-# that into the next steps: 1e-3 leaves room for other data without hiding a real error.
-EXACT, FLOAT16_ALL_REDUCE = 1e-4, 1e-3
+# differ from one device by at most ~3e-6 (partly the rounding of recovering per-step losses
+# from Keras's running means). The float16 all-reduce differed by 2.3e-5 to 1.1e-3 over three
+# unseeded initialisations: float16 flushes gradients below 6e-8 to zero (the attention key
+# bias's are ~1e-8, mathematically 0), and Adam turns any change in such a gradient into a
+# step of up to the learning rate (0.01 here) for that weight. 5e-3 stays under that scale.
+EXACT, FLOAT16_ALL_REDUCE = 1e-4, 5e-3
 
 
 @pytest.fixture(scope="module")
