@@ -20,11 +20,12 @@ from tfnlp.config.schema import (
     PreprocessingConfig,
     TrainConfig,
 )
+from tfnlp.disk import variable_bytes
 from tfnlp.models.language_model import build_language_model
 from tfnlp.models.registry import build_model
 from tfnlp.preprocessing.layer import TextPreprocessor
 from tfnlp.training.input_pipeline import ids_model
-from tfnlp.training.parallelism import Parallelism, bytes_of
+from tfnlp.training.parallelism import Parallelism
 from tfnlp.training.pipeline import (
     PipelineParallelism,
     balanced_cut,
@@ -185,7 +186,7 @@ def test_split_balances_parameters_and_is_logged_and_reported(preprocessor, capl
     assert sum(s["parameters"] for s in stages) == fitted.count_params()
     assert report["parameter_bytes_by_device"] == [4 * s["parameters"] for s in stages]
     assert report["parameter_bytes_per_device"] == max(report["parameter_bytes_by_device"])
-    assert sum(report["parameter_bytes_by_device"]) == sum(bytes_of(w) for w in fitted.weights)
+    assert sum(report["parameter_bytes_by_device"]) == variable_bytes(fitted.weights)
     assert (report["kind"], report["devices"], report["allreduce_bytes_per_step"],
             report["micro_batches"], report["balance"]) == ("pipeline", 2, 0, 4, "parameters")
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pipeline:")]

@@ -25,12 +25,8 @@ import numpy as np
 
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
+from tfnlp.disk import variable_bytes
 from tfnlp.training.comms import with_all_reduce_dtype
-
-
-def bytes_of(variable) -> int:
-    """The bytes a variable's whole value takes."""
-    return int(np.prod(variable.shape, dtype=np.int64)) * tf.as_dtype(variable.dtype).size
 
 
 def gradient_bytes(trainable_variables, dtype: str = "float32") -> int:
@@ -85,7 +81,7 @@ class Parallelism:
         return {
             "kind": self.name,
             "devices": self.replicas,
-            "parameter_bytes_per_device": sum(bytes_of(v) for v in fitted.weights),
+            "parameter_bytes_per_device": variable_bytes(fitted.weights),
             "allreduce_bytes_per_step": communicated,
             "allreduce_dtype": self.all_reduce_dtype,
         }

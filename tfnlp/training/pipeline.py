@@ -32,7 +32,8 @@ import numpy as np
 
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
-from tfnlp.training.parallelism import Parallelism, bytes_of
+from tfnlp.disk import variable_bytes
+from tfnlp.training.parallelism import Parallelism
 
 logger = logging.getLogger("tfnlp")
 
@@ -472,7 +473,7 @@ class PipelineParallelism(Parallelism):
     def report(self, fitted: keras.Model) -> dict:
         """The stages and what each device holds; a pipeline all-reduces nothing (its stages
         send activations and their gradients instead)."""
-        by_device = [sum(bytes_of(w) for w in fitted.weights if _same_device(w, device))
+        by_device = [variable_bytes([w for w in fitted.weights if _same_device(w, device)])
                      for device in self.devices]
         return {
             "kind": self.name,
