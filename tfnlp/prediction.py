@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfnlp.data.readers import decode_leniently
+from tfnlp.data.readers import allow_long_csv_fields, decode_leniently
 from tfnlp.data.records import DataError
 
 INPUT_FORMATS = ("auto", "csv", "jsonl", "lines")
@@ -122,6 +122,7 @@ def read_rows(path: str, input_format: str = "auto", text_column: str = "text") 
         suffix = Path(path).suffix.lower()
         input_format = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, "lines")
     if input_format == "csv":
+        allow_long_csv_fields()
         reader = csv.DictReader(_lines(path))
         for fields in reader:
             text = fields.get(text_column)

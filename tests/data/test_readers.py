@@ -141,3 +141,23 @@ def test_unknown_extension_and_missing_file(tmp_path):
         read_texts(path)
     with pytest.raises(DataError, match="no such data file"):
         read_texts(tmp_path / "missing.csv")
+
+
+LONG_TEXT = "word " * 200_000  # 1 MB: past the csv module's default 128 KiB field limit
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".tfrecord"])
+def test_a_one_megabyte_text_is_a_valid_row(tmp_path, suffix):
+    path = tmp_path / f"long{suffix}"
+    if suffix == ".csv":
+        path.write_text(f'text,label\n"{LONG_TEXT}",1\nshort,0\n')
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps({"text": t, "label": label})
+                                  for t, label in [(LONG_TEXT, "1"), ("short", "0")]))
+    else:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            writer.write(_example(LONG_TEXT.encode(), 1))
+            writer.write(_example(b"short", 0))
+    examples, report = read_texts(path, on_bad_row="error")
+    assert [len(text) for text in examples.texts] == [len(LONG_TEXT), 5]
+    assert examples.labels == ["1", "0"] and report.skipped == []

@@ -11,7 +11,7 @@ import numpy as np
 from tfnlp.config.schema import DataConfig
 from tfnlp.data.builtin import BUILTIN_DATASETS
 from tfnlp.data.loading import limit_indices, load_examples
-from tfnlp.data.readers import decode_leniently
+from tfnlp.data.readers import allow_long_csv_fields, decode_leniently
 from tfnlp.data.records import DataError
 
 
@@ -49,6 +49,7 @@ def read_corpus(config: DataConfig, seed: int = 42) -> list[str]:
             texts = raw.splitlines()
         elif format == "csv":
             dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+            allow_long_csv_fields()
             rows = csv.DictReader(raw.splitlines(), dialect=dialect)
             if column not in (rows.fieldnames or []):
                 raise DataError(

@@ -18,6 +18,14 @@ from tfnlp.data.records import DataError, LabelledTexts, LoadReport
 
 OnBadRow = Literal["error", "skip"]
 _REPLACEMENT = "\ufffd"
+# A long document is a valid row, but Python's csv module refuses any field over 128 KiB
+# unless told otherwise (the preprocessing truncates each text to `sequence_length` anyway).
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def allow_long_csv_fields() -> None:
+    """Lifts the csv module's process-wide 128 KiB field limit; every CSV reader calls it."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
 
 
 def read_texts(
@@ -166,6 +174,7 @@ class _Collector:
 def _read_csv(path: Path, collector: _Collector) -> None:
     text, collector.report.replaced_characters = _decode_file(path)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    allow_long_csv_fields()
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
