@@ -23,6 +23,7 @@ DOCTEST_MODULES = [
     "tfnlp.data.pipeline",
     "tfnlp.data.readers",
     "tfnlp.data.records",
+    "tfnlp.data.sharding",
     "tfnlp.data.splits",
     "tfnlp.data.windows",
     "tfnlp.evaluation.baseline",

@@ -137,6 +137,25 @@ def _compress(args) -> int:
     return 0
 
 
+def _shard(args) -> int:
+    from tfnlp.config.schema import DataConfig
+    from tfnlp.data.loading import read_source
+    from tfnlp.data.readers import read_rows
+    from tfnlp.data.sharding import default_shard_name, write_shards
+    from tfnlp.logs import configure_logging
+
+    configure_logging()
+    config = DataConfig(source=args.input, format=args.format, text_column=args.text_column,
+                        label_column=args.label_column, weight_column=args.weight_column,
+                        on_bad_row=args.on_bad_row)
+    rows, report = read_source(config, read_rows)
+    print(report.summary(), file=sys.stderr)
+    shards = write_shards(rows, args.out, name=args.name or default_shard_name(args.input),
+                          shards=args.shards, report=report)
+    print(shards.summary())
+    return 0
+
+
 def _validate(args) -> int:
     from tfnlp.config import load_pipeline
     for pipeline in args.pipelines:
@@ -334,7 +353,7 @@ def _add_serving_commands(commands) -> None:
 
 
 def _add_pipeline_commands(commands) -> None:
-    """launch, compress, validate, generate."""
+    """launch, compress, shard, validate, generate."""
     launch = commands.add_parser(
         "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
     launch.add_argument("pipeline", help="pipeline YAML file")
@@ -356,6 +375,21 @@ def _add_pipeline_commands(commands) -> None:
     compress.add_argument("--out", required=True, metavar="DIR",
                           help="where the artifacts and compression_report.json go")
     compress.set_defaults(handler=_compress)
+
+    shard = commands.add_parser(
+        "shard", help="write any data source as N TFRecord shards (for FILE auto-sharding)")
+    shard.add_argument("input", metavar="INPUT",
+                       help="a data.source: tweets, a .csv/.jsonl/.tfrecord file, or a pattern")
+    shard.add_argument("--out", required=True, metavar="DIR", help="the shards' directory")
+    shard.add_argument("--shards", type=int, required=True, metavar="N", help="how many files")
+    shard.add_argument("--name", help="the shards' name prefix (default: the input's name)")
+    shard.add_argument("--format", default="auto", choices=["auto", "csv", "jsonl", "tfrecord"])
+    shard.add_argument("--text-column", help="the text column (default text; tweets: text)")
+    shard.add_argument("--label-column", help="the label column (default label)")
+    shard.add_argument("--weight-column", help="an optional weight column, checked as a number")
+    shard.add_argument("--on-bad-row", choices=["error", "skip"],
+                       help="default: error for files, skip for built-in data")
+    shard.set_defaults(handler=_shard)
 
     validate = commands.add_parser("validate", help="check pipeline files without training")
     validate.add_argument("pipelines", nargs="+", metavar="PIPELINE")

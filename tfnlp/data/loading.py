@@ -8,6 +8,7 @@ from tfnlp.config.schema import DataConfig
 from tfnlp.data.builtin import BUILTIN_DATASETS, builtin_dataset_path
 from tfnlp.data.readers import read_texts
 from tfnlp.data.records import DataError, LabelledTexts, LoadReport
+from tfnlp.data.sharding import is_pattern, matching_files, merge_reports
 
 
 def limit_indices(total: int, limit: int, seed: int) -> list[int]:
@@ -22,6 +23,43 @@ def limit_indices(total: int, limit: int, seed: int) -> list[int]:
     """
     chosen = np.random.default_rng(seed).choice(total, size=limit, replace=False)
     return sorted(chosen.tolist())
+
+
+def read_source(config: DataConfig, reader=read_texts):
+    """Reads `data.source` with `reader` (`read_texts`, or `read_rows` for whole rows): a
+    built-in dataset, one file, or every file a pattern (`shards/train-*`) matches.
+
+    Returns:
+        (what `reader` returns for the rows of every file, in order; one `LoadReport`).
+
+    Raises:
+        DataError: as `read_texts`, or a pattern's files do not all have the same columns.
+    """
+    builtin = BUILTIN_DATASETS.get(config.source)
+    options = {"format": config.format, "weight_column": config.weight_column,
+               "text_column": config.text_column or (builtin.text_column if builtin else "text"),
+               "label_column": config.label_column or (
+                   builtin.label_column if builtin else "label"),
+               "on_bad_row": config.on_bad_row or ("skip" if builtin else "error")}
+    if builtin is not None:
+        path = builtin_dataset_path(config.source)
+        examples, report = reader(path, **{**options, "format": "csv"})
+        report.source = f"{config.source} ({path})"
+        return examples, report
+    if not is_pattern(config.source):
+        return reader(config.source, **options)
+    parts = [reader(path, **options) for path in matching_files(config.source)]
+    first = parts[0][1]
+    for _, report in parts[1:]:
+        if report.columns != first.columns:
+            raise DataError(
+                f"{report.source}: its columns {report.columns} differ from {first.source}'s "
+                f"{first.columns}; every file that `data.source` ({config.source}) matches "
+                "must have the same columns. Fix or remove the odd file, or narrow the pattern."
+            )
+    rows = [part for part, _ in parts]
+    joined = LabelledTexts.concatenate(rows) if reader is read_texts else sum(rows, [])
+    return joined, merge_reports(config.source, [report for _, report in parts])
 
 
 def load_examples(
@@ -40,29 +78,12 @@ def load_examples(
         >>> len(examples), labels, report.rows_kept
         (100, ['negative', 'neutral', 'positive'], 38158)
     """
+    examples, report = read_source(config)
     builtin = BUILTIN_DATASETS.get(config.source)
-    if builtin is not None:
-        path = builtin_dataset_path(config.source)
-        examples, report = read_texts(
-            path,
-            format="csv",
-            text_column=config.text_column or builtin.text_column,
-            label_column=config.label_column or builtin.label_column,
-            weight_column=config.weight_column,
-            on_bad_row=config.on_bad_row or "skip",
-        )
-        report.source = f"{config.source} ({path})"
+    if config.labels or builtin:
         labels = list(config.labels or builtin.labels)
     else:
-        examples, report = read_texts(
-            config.source,
-            format=config.format,
-            text_column=config.text_column or "text",
-            label_column=config.label_column or "label",
-            weight_column=config.weight_column,
-            on_bad_row=config.on_bad_row or "error",
-        )
-        labels = list(config.labels) if config.labels else sorted(set(examples.labels))
+        labels = sorted(set(examples.labels))
     if config.limit is not None and config.limit < len(examples):
         examples = examples.take(limit_indices(len(examples), config.limit, seed))
     unknown = sorted(set(examples.labels) - set(labels))

@@ -26,6 +26,16 @@ class LabelledTexts:
     def __len__(self) -> int:
         return len(self.texts)
 
+    @staticmethod
+    def concatenate(parts: list[LabelledTexts]) -> LabelledTexts:
+        """The parts one after another (weights kept only when every part has them)."""
+        weighted = all(part.weights is not None for part in parts)
+        return LabelledTexts(
+            texts=[text for part in parts for text in part.texts],
+            labels=[label for part in parts for label in part.labels],
+            weights=[w for part in parts for w in part.weights] if weighted else None,
+        )
+
     def take(self, indices) -> LabelledTexts:
         """The examples at `indices`, in that order."""
         return LabelledTexts(
@@ -53,6 +63,10 @@ class LoadReport:
     replaced_characters: int = 0
     # One entry per skipped row: {"line": N, "reason": "..."}.
     skipped: list[dict] = field(default_factory=list)
+    # For a pattern of several files: {"file", "rows_kept", "rows_skipped"} per file.
+    files: list[dict] = field(default_factory=list)
+    # The first row's column names (a CSV header, a JSON line's keys, an Example's features).
+    columns: list[str] | None = None
 
     @property
     def rows_skipped(self) -> int:
@@ -66,6 +80,7 @@ class LoadReport:
             "rows_skipped": self.rows_skipped,
             "replaced_characters": self.replaced_characters,
             "skipped_rows": self.skipped[:max_listed],
+            **({"files": self.files} if self.files else {}),
         }
 
     def summary(self) -> str:
