@@ -24,9 +24,11 @@ DOCTEST_MODULES = [
     "tfnlp.data.readers",
     "tfnlp.data.records",
     "tfnlp.data.sharding",
+    "tfnlp.data.streaming",
     "tfnlp.data.splits",
     "tfnlp.data.windows",
     "tfnlp.evaluation.baseline",
+    "tfnlp.exit_codes",
     "tfnlp.evaluation.language_model",
     "tfnlp.evaluation.metrics",
     "tfnlp.evaluation.plots",
@@ -45,10 +47,14 @@ DOCTEST_MODULES = [
     "tfnlp.preprocessing.stopwords",
     "tfnlp.preprocessing.vocabulary",
     "tfnlp.tasks.base",
+    "tfnlp.training.resume",
     "tfnlp.training.timings",
     "tfnlp.training.comms",
     "tfnlp.models.layers",
     "tfnlp.training.pipeline",
+    "tfnlp.training.launch_files",
+    "tfnlp.training.slurm",
+    "tfnlp.training.vertex",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).

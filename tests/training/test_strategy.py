@@ -19,7 +19,6 @@ from tfnlp.training.strategy import (
     per_replica_batch_size,
     prepare_input,
     scaled_learning_rate,
-    shard_policy_for,
     static_batches,
     steps_per_epoch,
     strategy_kind,
@@ -138,9 +137,10 @@ def test_in_memory_data_is_sharded_by_element():
     policy = tf.data.experimental.AutoShardPolicy
     dataset = with_shard_policy(tf.data.Dataset.range(10).batch(4))
     assert dataset.options().experimental_distribute.auto_shard_policy == policy.DATA
-    assert shard_policy_for(in_memory=True) == policy.DATA
-    assert shard_policy_for(in_memory=False, files=8) == policy.FILE
-    assert shard_policy_for(in_memory=False, files=1) == policy.DATA
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy.FILE
+    chosen = with_shard_policy(tf.data.Dataset.range(10).with_options(options))
+    assert chosen.options().experimental_distribute.auto_shard_policy == policy.FILE
 
 
 def test_parameter_server_input_pipelines_cover_every_example_once():

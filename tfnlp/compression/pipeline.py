@@ -66,6 +66,12 @@ def _read_trained_run(run_dir: str | Path, strategy):
             model = trained.task.build_model(trained.preprocessor)
         model.set_weights(trained.model.get_weights())
     data = trained.task.read_data()
+    if data.stream:
+        raise ValueError(
+            f"{trained.directory.config_file}: this run streamed its data, and `compress` "
+            "measures every artifact on splits held in memory. Train with `--set "
+            "data.stream=false` (the files are then read into memory) to compress the run."
+        )
     return model, trained.preprocessor, trained.config, data.splits, data.labels
 
 

@@ -144,6 +144,13 @@ class DataConfig:
         on_bad_row: what to do with a row missing its text or label. None means "skip" for
             built-in data (known quirks, counted and reported) and "error" for user files
             (a typo should stop you).
+        stream: read the files with tf.data every epoch instead of into memory
+            (`tfnlp.data.streaming`); None streams when `source` is a pattern of files.
+        validation_files: streamed data: a pattern of files held out for validation (else
+            the split is by a stable hash of each text, with the fractions above).
+        test_files: streamed data: a pattern of files held out for the test.
+        deterministic: streamed data: read the files in a fixed interleaved order; false lets
+            parallel readers hand over whichever row is ready first (faster, order varies).
     """
 
     source: str = "tweets"
@@ -157,6 +164,10 @@ class DataConfig:
     test_fraction: float = bounded(0.1, 0.0, 1.0)
     stratify: bool = True
     on_bad_row: Literal["error", "skip"] | None = None
+    stream: bool | None = None
+    validation_files: str | None = None
+    test_files: str | None = None
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,8 @@ class PreprocessingConfig:
             `pip install 'tfnlp[huggingface]'`: ~1.5 s, but its tie-breaking between equally
             frequent merges differs per process, so reruns may learn other vocabularies). Also
             used by `task: language_model` with `language_model.tokenizer: wordpiece`.
+        vocab_sample: streamed data: the vocabulary is learned from a seeded sample of this
+            many training texts (in-memory data uses every training text).
         sequence_length: the longest tweet is ~60 tokens after punctuation splitting; longer
             inputs are truncated.
         in_dataset: tokenize in a parallel tf.data map during training instead of inside the
@@ -196,6 +209,7 @@ class PreprocessingConfig:
     tokenizer: Literal["word", "wordpiece"] = "wordpiece"
     vocab_size: int = bounded(8000, 16)
     vocabulary_learner: Literal["tensorflow_text", "huggingface"] = "tensorflow_text"
+    vocab_sample: int = bounded(200_000, 100)
     sequence_length: int = bounded(64, 1)
     in_dataset: bool = False
 

@@ -98,7 +98,7 @@ def _collect(path: str | Path, format: str, collector: _Collector) -> _Collector
     if not path.is_file():
         raise DataError(f"{path}: no such data file. Check `data.source` in the pipeline.")
     if format == "auto":
-        format = _infer_format(path)
+        format = infer_format(path)
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "tfrecord": _read_tfrecord}.get(format)
     if reader is None:
         raise DataError(
@@ -127,7 +127,9 @@ def _decode_file(path: Path) -> tuple[str, int]:
     return decode_leniently(path.read_bytes().removeprefix(codecs.BOM_UTF8))
 
 
-def _infer_format(path: Path) -> str:
+def infer_format(path: str | Path) -> str:
+    """csv, jsonl or tfrecord, from the file name (`data.format: auto`)."""
+    path = Path(path)
     suffixes = "".join(path.suffixes).lower()
     endings = ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"),
                (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord"))

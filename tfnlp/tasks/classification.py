@@ -18,6 +18,8 @@ from tfnlp.data import (
     split_examples,
 )
 from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, measure_padding, token_lengths
+from tfnlp.data.records import DataError
+from tfnlp.data.streaming import StreamedData, scan, split_dataset, streams
 from tfnlp.evaluation import (
     classification_metrics,
     majority_class_accuracy,
@@ -30,7 +32,7 @@ from tfnlp.preprocessing import TextPreprocessor, load_stopwords
 from tfnlp.tasks.base import Task, TrainingInputs, register_task
 from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
 from tfnlp.training.run_directory import fingerprint
-from tfnlp.training.strategy import dataset_function, prepare_input, steps_per_epoch
+from tfnlp.training.strategy import dataset_function, prepare_input, steps_per_epoch, tf_config
 from tfnlp.training.timings import phase
 
 logger = logging.getLogger("tfnlp")
@@ -38,11 +40,20 @@ logger = logging.getLogger("tfnlp")
 
 @dataclass
 class ClassificationData:
-    """The seeded splits, the label names in id order, and the load report."""
+    """The seeded splits (or, for streamed files, the scan), the label names in id order,
+    and the load report."""
 
-    splits: Splits
+    splits: Splits | None
     labels: list[str]
     report: LoadReport
+    stream: StreamedData | None = None
+
+    def sizes(self) -> dict[str, int]:
+        return dict(self.stream.sizes) if self.stream else self.splits.sizes()
+
+    def vocabulary_texts(self) -> list[str]:
+        """The texts the vocabulary is learned from: the training split, or its sample."""
+        return self.stream.train_sample.texts if self.stream else self.splits.train.texts
 
 
 def predict_label_ids(model: keras.Model, texts, batch_size: int = 256) -> np.ndarray:
@@ -73,6 +84,12 @@ class ClassificationTask(Task):
 
     def read_data(self) -> ClassificationData:
         data = self.config.data
+        if streams(data):
+            stream = scan(data, seed=self.config.seed,
+                          sample_size=self.config.preprocessing.vocab_sample)
+            logger.info("data: %s", stream.summary())
+            self.labels = stream.labels
+            return ClassificationData(None, stream.labels, stream.report, stream)
         examples, labels, report = load_examples(data, seed=self.config.seed)
         splits = split_examples(
             examples, validation_fraction=data.validation_fraction,
@@ -82,7 +99,7 @@ class ClassificationTask(Task):
         return ClassificationData(splits, labels, report)
 
     def record_data(self, data: ClassificationData, run) -> None:
-        sizes = data.splits.sizes()
+        sizes = data.sizes()
         logger.info("data: %s", data.report.summary())
         logger.info("splits: %s", ", ".join(f"{k} {v}" for k, v in sizes.items()))
         run.write_json("data_report.json", data.report.to_dict())
@@ -95,6 +112,8 @@ class ClassificationTask(Task):
         self.labels = run.read_labels()
 
     def sample_texts(self, data: ClassificationData, count: int) -> list[str]:
+        if data.stream:
+            return data.stream.validation_texts[:count]
         return list(data.splits.validation.texts[:count])
 
     # Preprocessing --------------------------------------------------------------------
@@ -115,12 +134,18 @@ class ClassificationTask(Task):
         if settings["vocabulary_learner"] == "tensorflow_text":
             # The default learner keeps the fingerprints of runs made before the option.
             del settings["vocabulary_learner"]
-        return fingerprint(settings, data.splits.train.texts)
+        if not data.stream:
+            del settings["vocab_sample"]  # unused in memory: keeps the fingerprints of old runs
+        return fingerprint(settings, data.vocabulary_texts())
 
     def learn_preprocessor(self, data: ClassificationData) -> TextPreprocessor:
         p = self.config.preprocessing
+        if data.stream:
+            logger.info("vocabulary: learned from a seeded sample of %d of %d training texts "
+                        "(preprocessing.vocab_sample)", len(data.vocabulary_texts()),
+                        data.stream.sizes["train"])
         return TextPreprocessor.from_texts(
-            data.splits.train.texts, vocab_size=p.vocab_size,
+            data.vocabulary_texts(), vocab_size=p.vocab_size,
             vocabulary_learner=p.vocabulary_learner, **self.preprocessor_options(),
         )
 
@@ -149,6 +174,8 @@ class ClassificationTask(Task):
     # Training inputs ------------------------------------------------------------------
     def training_inputs(self, data: ClassificationData, preprocessor, strategy,
                         role) -> TrainingInputs:
+        if data.stream:
+            return self.streamed_inputs(data, preprocessor, strategy, role)
         config, splits = self.config, data.splits
         transform = _one_hot(len(data.labels))
         # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
@@ -175,7 +202,13 @@ class ClassificationTask(Task):
             fit_kwargs = self.parameter_server_inputs(data)
         else:
             batch = config.train.batch_size
-            fit_kwargs = {"x": prepare_input(dataset(splits.train, shuffle=True), strategy, batch),
+            train = dataset(splits.train, shuffle=True)
+            if bucket_width:
+                # Bucketing hides the batch count from tf.data, yet it is the same every epoch
+                # (each bucket's size does not depend on the order): telling Keras the steps
+                # per epoch lets a preempted run resume mid-epoch.
+                train = train.apply(tf.data.experimental.assert_cardinality(padding.batches))
+            fit_kwargs = {"x": prepare_input(train, strategy, batch),
                           "validation_data": prepare_input(dataset(splits.validation), strategy,
                                                            batch)}
         return TrainingInputs(fit_kwargs, len(splits.train), {
@@ -183,6 +216,33 @@ class ClassificationTask(Task):
             "preprocessing_in_dataset": config.preprocessing.in_dataset,
             "padding": padding.to_dict(),
             "padded_fraction": padding.padded_fraction,
+        })
+
+    def streamed_inputs(self, data: ClassificationData, preprocessor, strategy,
+                        role) -> TrainingInputs:
+        """Training and validation batches streamed from the files (no length bucketing: the
+        token lengths are not known before reading)."""
+        config = self.config
+        if role.kind == "parameter_server":
+            raise DataError("streamed data (`data.source` a pattern of files) is not supported "
+                            "under parameter-server training yet; set `data.stream: false` to "
+                            "read the files into memory, or use multi_worker_mirrored.")
+        workers = len(tf_config().get("cluster", {}).get("worker", [])) or 1
+        transform = _one_hot(len(data.labels))
+
+        def dataset(split, shuffle):
+            batches = split_dataset(data.stream, split, batch_size=config.train.batch_size,
+                                    shuffle=shuffle, seed=config.seed,
+                                    shuffle_buffer=config.train.shuffle_buffer, workers=workers)
+            if config.preprocessing.in_dataset:
+                batches = tokenize_in_dataset(batches, preprocessor)
+            return prepare_input(batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE),
+                                 strategy, config.train.batch_size)
+
+        fit_kwargs = {"x": dataset("train", True), "validation_data": dataset("validation", False)}
+        return TrainingInputs(fit_kwargs, data.stream.sizes["train"], {
+            "length_bucketing": False, "streamed": True,
+            "preprocessing_in_dataset": config.preprocessing.in_dataset,
         })
 
     def parameter_server_inputs(self, data: ClassificationData) -> dict:
@@ -209,6 +269,8 @@ class ClassificationTask(Task):
     # Evaluation -----------------------------------------------------------------------
     def evaluate(self, model, preprocessor, data: ClassificationData, run) -> dict:
         """Validation/test metrics, the TF-IDF baseline on the same split, the confusion plot."""
+        if data.stream:
+            return self.evaluate_streamed(model, data, run)
         splits, labels, config = data.splits, data.labels, self.config
         y_train = encode_labels(splits.train, labels)
         y_test = encode_labels(splits.test, labels)
@@ -237,6 +299,39 @@ class ClassificationTask(Task):
                 "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)},
             },
             "data": splits.sizes(),
+        }
+
+    def evaluate_streamed(self, model, data: ClassificationData, run) -> dict:
+        """As `evaluate`, streaming the validation and test files; the TF-IDF baseline trains
+        on the training sample and is tested on the test sample (both bounded)."""
+        stream, labels, config = data.stream, data.labels, self.config
+        results = {}
+        for split in ("validation", "test"):
+            truth, predicted = [], []
+            for texts, ids, *_ in split_dataset(stream, split, batch_size=256, shuffle=False,
+                                                seed=config.seed, shuffle_buffer=1):
+                truth.append(ids.numpy())
+                predicted.append(np.argmax(model.predict_on_batch(texts), axis=-1))
+            results[split] = classification_metrics(np.concatenate(truth),
+                                                    np.concatenate(predicted), labels)
+        train, test = stream.train_sample, stream.test_sample
+        y_train, y_test = encode_labels(train, labels), encode_labels(test, labels)
+        with phase("baseline"):
+            baseline = tfidf_logreg_baseline(train.texts, y_train, test.texts, y_test, labels,
+                                             seed=config.seed)
+        baseline["sample"] = {"train": len(train), "test": len(test)}
+        test_metrics = results["test"]
+        with phase("plots"):
+            plot_confusion_matrix(
+                test_metrics["confusion_matrix"], labels, run.path / "confusion_matrix.png",
+                f"{config.name}: test accuracy {test_metrics['accuracy']:.3f}",
+            )
+        return {
+            "pipeline": config.name, "model": config.model.name, "test": test_metrics,
+            "validation": {k: results["validation"][k] for k in ("accuracy", "macro_f1")},
+            "baseline": {"tfidf_logreg": baseline,
+                         "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)}},
+            "data": data.sizes(),
         }
 
     def summary(self, metrics: dict) -> dict:

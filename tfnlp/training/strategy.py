@@ -44,14 +44,30 @@ def split_cpu(replicas: int) -> None:
 
 
 def tf_config() -> dict:
-    """The parsed `TF_CONFIG` environment variable ({} when unset).
+    """The parsed `TF_CONFIG` environment variable ({} when unset and not in a Slurm step).
+
+    Two other descriptions of a cluster become the plain form, which is then exported to
+    `os.environ["TF_CONFIG"]` (so TensorFlow's `TFConfigClusterResolver` reads the same) and
+    logged once:
+
+    - unset `TF_CONFIG` inside a multi-task Slurm step: built from Slurm's variables
+      (`tfnlp.training.slurm`);
+    - a `sparseCluster` (Kubeflow's training operator before 1.7 with `enableDynamicWorker`)
+      is read as `cluster`; see `_dense_enough` for what a sparse job becomes.
 
     Raises:
-        ValueError: `TF_CONFIG` is not JSON with a `cluster` mapping.
+        ValueError: `TF_CONFIG` is not JSON with a `cluster` (or `sparseCluster`) mapping, or
+            Slurm's variables are malformed.
     """
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
-        return {}
+        from tfnlp.training.slurm import slurm_tf_config
+
+        built = slurm_tf_config()
+        if built is None:
+            return {}
+        return _export(built, "built from Slurm's variables (SLURM_STEP_NODELIST="
+                              f"{os.environ['SLURM_STEP_NODELIST']})")
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -60,11 +76,58 @@ def tf_config() -> dict:
             '\'{"cluster": {"worker": ["host:port", ...]}, '
             '"task": {"type": "worker", "index": 0}}\'.'
         ) from None
+    if isinstance(parsed, dict) and "cluster" not in parsed \
+            and isinstance(parsed.get("sparseCluster"), dict):
+        rest = {key: value for key, value in parsed.items() if key != "sparseCluster"}
+        return _export({**rest, "cluster": _dense_enough(parsed["sparseCluster"], rest)},
+                       "its sparseCluster read as cluster (Kubeflow enableDynamicWorker)")
     if not isinstance(parsed, dict) or not isinstance(parsed.get("cluster"), dict):
         raise ValueError(
             f"`TF_CONFIG` must hold a `cluster` mapping. Received: TF_CONFIG={raw[:80]!r}."
         )
     return parsed
+
+
+def _dense_enough(sparse: dict, config: dict) -> dict:
+    """A sparse cluster as `tf.train.ClusterSpec` takes it.
+
+    The operator sends a worker only its own address as `{"<index>": address}` (ClusterSpec
+    reads string keys as task indices), a parameter server only its own address as a
+    one-item list whatever its index, and empty jobs for the rest. Empty jobs are dropped, and
+    this task's one-item list is keyed by its index, so `tf.distribute.Server` finds itself.
+    """
+    task = config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    cluster = {job: tasks for job, tasks in sparse.items() if tasks}
+    own = cluster.get(kind)
+    if isinstance(own, list) and len(own) == 1 and index > 0:
+        cluster[kind] = {str(index): own[0]}
+    return cluster
+
+
+def _export(config: dict, origin: str) -> dict:
+    os.environ["TF_CONFIG"] = json.dumps(config)
+    task = config.get("task", {})
+    jobs = ", ".join(f"{job} x{len(tasks)}" for job, tasks in config["cluster"].items())
+    logger.info("TF_CONFIG: %s; this is %s %s (cluster: %s)", origin, task.get("type"),
+                task.get("index", 0), jobs or "empty")
+    return config
+
+
+def _missing_peers(config: dict, strategy: str) -> str | None:
+    """What a training task's cluster lacks: multi-worker mirrored needs every worker's
+    address, the parameter-server coordinator every worker's and parameter server's."""
+    cluster = config.get("cluster", {})
+    needed = ("worker", "ps") if strategy == "parameter_server" else ("worker",)
+    for job in needed:
+        tasks = cluster.get(job)
+        if strategy == "multi_worker_mirrored" and tasks is None and "chief" in cluster:
+            continue  # a chief alone is a one-worker cluster
+        if not tasks:
+            return f"no `{job}` addresses"
+        if isinstance(tasks, dict) and sorted(int(i) for i in tasks) != list(range(len(tasks))):
+            return f"only {job} task(s) {sorted(int(i) for i in tasks)} (a sparse cluster)"
+    return None
 
 
 def is_chief_task(config: dict | None = None) -> bool:
@@ -211,6 +274,13 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
             f"{'--ps M ' if name == 'parameter_server' else ''}PIPELINE`, or set TF_CONFIG "
             "on every host."
         )
+    missing = _missing_peers(tf_config(), name) if name in MULTI_PROCESS else None
+    if missing:
+        raise ValueError(
+            f"`distribute.strategy: {name}` needs the whole cluster in TF_CONFIG. Received: "
+            f"{missing}. Give every task the full TF_CONFIG (Kubeflow's `enableDynamicWorker` "
+            "sends a sparse one: leave it off, as `tfnlp launch --emit tfjob` does)."
+        )
     if name == "multi_worker_mirrored":
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
@@ -335,18 +405,15 @@ def with_shard_policy(dataset: tf.data.Dataset) -> tf.data.Dataset:
     tfnlp reads every source into memory and slices it, so there are no files to shard by:
     the default AUTO policy would try FILE, fail, and fall back with a warning. DATA makes
     every worker read the same ordered stream and keep its own slice of each global batch,
-    so no example is duplicated or missed. (Sharded TFRecord inputs read file by file would
-    use `AutoShardPolicy.FILE`; see `shard_policy_for`.)
+    so no example is duplicated or missed. Streamed files set their own policy
+    (`tfnlp.data.streaming.split_dataset`), which is kept.
     """
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = shard_policy_for(in_memory=True)
-    return dataset.with_options(options)
-
-
-def shard_policy_for(*, in_memory: bool, files: int = 0) -> tf.data.experimental.AutoShardPolicy:
-    """DATA for in-memory data (or fewer files than workers need), FILE for sharded files."""
     policy = tf.data.experimental.AutoShardPolicy
-    return policy.DATA if in_memory or files < 2 else policy.FILE
+    if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
+        return dataset  # chosen by the input's maker (streamed files: FILE or DATA)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy.DATA
+    return dataset.with_options(options)
 
 
 def static_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
