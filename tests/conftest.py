@@ -59,3 +59,17 @@ def tiny_run(tmp_path_factory):
         TINY_OVERRIDES + ["train.length_bucketing=true", f"export.dir={root / 'saved_models'}"],
     )
     return train_pipeline(config, root / "run")
+
+
+@pytest.fixture(autouse=True)
+def cluster_environment_restored():
+    """`tf_config()` writes the cluster it built (from Slurm, or a sparseCluster) back to
+    `TF_CONFIG` for TensorFlow: a test that leaves it set would turn every later training run
+    in this process, and every child process, into a cluster task waiting for its peers."""
+    saved = {name: os.environ.get(name) for name in ("TF_CONFIG",)}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -32,6 +32,14 @@ def test_train_reports_a_bad_data_file_with_its_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_train_on_a_missing_pipeline_file_is_a_permanent_failure(tmp_path):
+    result = run_cli("train", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 1  # 1-127: a scheduler does not retry it
+    assert f"tfnlp: error: {tmp_path / 'missing.yaml'}: cannot read the pipeline file" \
+        in result.stderr
+    assert "retryable" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_predict_on_a_missing_model_says_what_to_do(tmp_path):
     result = run_cli("predict", str(tmp_path), "hello")
     assert result.returncode == 1

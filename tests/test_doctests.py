@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import REPO
 
 DOCTEST_MODULES = [
+    "tfnlp.atomic",
     "tfnlp.config.loading",
     "tfnlp.config.schema",
     "tfnlp.data.bucketing",

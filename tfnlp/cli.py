@@ -1,7 +1,8 @@
 """`tfnlp` command line: thin wrappers over the library.
 
-Errors print one sentence and exit with status 1 (2 for usage errors); `--debug` shows the
-traceback.
+Errors print one sentence and exit with a status a scheduler can act on
+(`tfnlp.exit_codes`): 1 for a permanent failure, 2 for usage errors, 128 and above for a
+retryable one (143: preempted by SIGTERM, after the backup); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,16 +14,24 @@ from pathlib import Path
 
 
 def _train(args) -> int:
+    import logging
+
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
     from tfnlp.tasks import get_task
     from tfnlp.training.run import train_pipeline
     from tfnlp.training.strategy import is_chief_task
+    from tfnlp.training.vertex import output_locations
 
-    config = load_pipeline(args.pipeline, args.set)
-    run_dir = Path(args.run_dir or Path("runs") / config.name)
+    # Vertex AI's AIP_CHECKPOINT_DIR / AIP_MODEL_DIR, where --run-dir / export.dir are not set.
+    run_dir, overrides, notes = output_locations(args.run_dir, args.set)
+    config = load_pipeline(args.pipeline, overrides)
+    run_dir = Path(run_dir or Path("runs") / config.name)
+    configure_logging()  # stderr, for the line saying where TF_CONFIG came from (Slurm, ...)
     # In a cluster only the chief keeps train.log; the other tasks log to stderr only.
     configure_logging(run_dir / "train.log" if is_chief_task() else None)
+    for note in notes:
+        logging.getLogger("tfnlp").info("%s", note)
     result = train_pipeline(config, run_dir, export=not args.no_export)
     if not result.metrics:  # a non-chief worker: the chief reports
         return 0
@@ -249,7 +258,16 @@ def _launch(args) -> int:
     from tfnlp.config import load_pipeline
     from tfnlp.training.cluster import launch_cluster
 
-    load_pipeline(args.pipeline, args.set)  # fail here, not in N processes
+    config = load_pipeline(args.pipeline, args.set)  # fail here, not in N processes
+    if args.emit or args.out:
+        return _emit_launch_file(args, config.name)
+    from tfnlp.training.launch_files import ENGINE_OPTIONS
+
+    engine_only = [flag for name, (_, flag) in ENGINE_OPTIONS.items()
+                   if getattr(args, name) is not None]
+    if engine_only:
+        raise ValueError(f"`{engine_only[0]}` goes with `--emit tfjob|slurm|vertex`; without "
+                         "--emit, `tfnlp launch` runs a local cluster.")
     strategy = "parameter_server" if args.ps else "multi_worker_mirrored"
     command = [sys.executable, "-m", "tfnlp", *(["--debug"] if args.debug else []), "train",
                args.pipeline,
@@ -259,6 +277,27 @@ def _launch(args) -> int:
     if args.no_export:
         command.append("--no-export")
     return launch_cluster(command, workers=args.workers, ps=args.ps, timeout=args.timeout)
+
+
+def _emit_launch_file(args, name: str) -> int:
+    from tfnlp.training.launch_files import LaunchRequest, emit
+
+    if not args.emit or not args.out:
+        raise ValueError("`--emit KIND` and `--out DIR` go together: e.g. `tfnlp launch --emit "
+                         "tfjob PIPELINE --image IMAGE --out launch/`.")
+    if args.timeout is not None:
+        raise ValueError("`--timeout` is for a local cluster; with --emit, bound the job in "
+                         "its engine (e.g. #SBATCH --time, runPolicy.activeDeadlineSeconds).")
+    request = LaunchRequest(
+        args.pipeline, name, workers=args.workers, ps=args.ps, overrides=tuple(args.set),
+        run_dir=args.run_dir, export=not args.no_export, image=args.image,
+        namespace=args.namespace, volume_claim=args.volume_claim,
+        backoff_limit=args.backoff_limit, machine_type=args.machine_type, region=args.region,
+    )
+    written = emit(args.emit, request, args.out)
+    print(f"wrote {written.path}")
+    print(f"submit: {written.submit}")
+    return 0
 
 
 def _bench_distribute(args) -> int:
@@ -355,7 +394,8 @@ def _add_serving_commands(commands) -> None:
 def _add_pipeline_commands(commands) -> None:
     """launch, compress, shard, validate, generate."""
     launch = commands.add_parser(
-        "launch", help="train a pipeline on a local multi-worker or parameter-server cluster")
+        "launch", help="train a pipeline on a local multi-worker or parameter-server cluster, "
+                       "or write the job file for Kubeflow (TFJob), Slurm or Vertex AI")
     launch.add_argument("pipeline", help="pipeline YAML file")
     launch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     launch.add_argument("--ps", type=int, default=0,
@@ -364,6 +404,7 @@ def _add_pipeline_commands(commands) -> None:
     launch.add_argument("--run-dir", help="run directory (default runs/<pipeline name>)")
     launch.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     launch.add_argument("--timeout", type=float, help="stop the cluster after this many seconds")
+    _add_emit_options(launch)
     launch.set_defaults(handler=_launch)
 
     compress = commands.add_parser(
@@ -411,6 +452,26 @@ def _add_pipeline_commands(commands) -> None:
                           help="sample from the smallest set with this much probability (1: all)")
     generate.add_argument("--seed", type=int, help="same seed, same text (default: random)")
     generate.set_defaults(handler=_generate)
+
+
+def _add_emit_options(launch) -> None:
+    """launch --emit: a job file for a cluster engine instead of a local cluster."""
+    emit = launch.add_argument_group(
+        "job files (--emit)", "write the file a cluster engine takes, check it, and print the "
+                              "command that submits it; nothing is started")
+    emit.add_argument("--emit", choices=("tfjob", "slurm", "vertex"),
+                      help="Kubeflow TFJob YAML, Slurm sbatch script, or Vertex AI "
+                           "CustomJobSpec JSON")
+    emit.add_argument("--out", metavar="DIR", help="where the file goes (with --emit)")
+    emit.add_argument("--image", help="container image with tfnlp and the pipeline (tfjob, "
+                                      "vertex)")
+    emit.add_argument("--namespace", help="TFJob namespace (default: default)")
+    emit.add_argument("--volume-claim", metavar="PVC", help="ReadWriteMany claim the TFJob "
+                      "mounts at /shared for the run and export dirs (default: tfnlp-shared)")
+    emit.add_argument("--backoff-limit", type=int,
+                      help="TFJob retries before it fails (default 3)")
+    emit.add_argument("--machine-type", help="Vertex machine type (default n1-standard-8)")
+    emit.add_argument("--region", help="Vertex region, in the submit command")
 
 
 def _add_bench_commands(commands) -> None:
@@ -519,18 +580,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import traceback
+
+    from tfnlp.exit_codes import INTERRUPTED, exit_code_for, is_retryable
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         print("tfnlp: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except Exception as error:  # the CLI's one place that turns errors into messages
+        code = exit_code_for(error)  # 1-127 permanent, >= 128 worth a retry (a scheduler's)
         if args.debug:
-            raise
+            traceback.print_exc()
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        print(f"tfnlp: error: {message}", file=sys.stderr)
-        return 1
+        hint = f" (retryable: exit {code})" if is_retryable(code) else ""
+        print(f"tfnlp: error: {message}{hint}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -89,6 +89,10 @@ def test_round_trip_through_plain_data():
         ("name: ../../etc\n", r"`name` must be letters, digits"),
         ("name: /abs\n", r"`name` must be letters, digits"),
         ("name: ok\nexport:\n  name: ../x\n", r"`export.name` must be letters, digits"),
+        ("name: x\ndata:\n  test_files: t-*\n", r"`data.test_files` must be null unless the "
+         "data is streamed"),
+        ("name: x\ntask: language_model\nmodel:\n  name: lstm\ndata:\n  source: a-*.txt\n",
+         r"`data.source` must be one file or a built-in dataset for `task: language_model`"),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path, text, message):

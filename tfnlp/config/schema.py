@@ -637,6 +637,16 @@ class PipelineConfig:
                 f"`model.name: transformer`, e.g. {multiple}",
                 model.embedding_dim,
             )
+        # As `tfnlp.data.streaming.streams` (the config layer does not import the data layer).
+        pattern = any(character in data.source for character in "*?[")
+        streamed = data.stream or (data.stream is None and pattern)
+        for key in ("validation_files", "test_files"):
+            if getattr(data, key) is not None and not streamed:
+                raise FieldError(f"data.{key}", "null unless the data is streamed (`data.source` "
+                                 "a pattern of files, or `data.stream: true`)", getattr(data, key))
+        if self.task == "language_model" and (pattern or data.stream):
+            raise FieldError("data.source", "one file or a built-in dataset for `task: "
+                             "language_model` (its corpus is read into memory)", data.source)
         if self.task == "language_model" and model.name not in LANGUAGE_MODEL_NAMES:
             names = " or ".join(repr(name) for name in LANGUAGE_MODEL_NAMES)
             raise FieldError("model.name", f"{names} for `task: language_model`", model.name)

@@ -58,15 +58,20 @@ def write_version_labels(model_dir: str | Path, labels: dict[str, int]) -> None:
 
 
 def _model_entry(root: Path, name: str) -> str:
+    versions = {int(p.name) for p in (root / name).iterdir() if p.name.isdigit()}
+    return model_entry(name, str(root / name), versions, read_version_labels(root / name))
+
+
+def model_entry(name: str, base_path: str, versions: set[int], labels: dict[str, int]) -> str:
+    """One model's `config { ... }` entry of the `model_config_list`."""
     # A label whose version was pruned since (`export.keep`) is dropped: TF-Serving refuses
     # to start on a label it cannot load.
-    versions = {int(p.name) for p in (root / name).iterdir() if p.name.isdigit()}
-    labels = {k: v for k, v in read_version_labels(root / name).items() if v in versions}
+    labels = {k: v for k, v in labels.items() if v in versions}
     policy = "".join(f"        versions: {v}\n" for v in sorted(set(labels.values())))
     return (
         "  config {\n"
         f'    name: "{name}"\n'
-        f'    base_path: "{_quoted(root / name)}"\n'
+        f'    base_path: "{_quoted(base_path)}"\n'
         '    model_platform: "tensorflow"\n'
         + (f"    model_version_policy {{\n      specific {{\n{policy}      }}\n    }}\n"
            if labels else "")
@@ -108,7 +113,7 @@ def models_config_text(export_root: str | Path) -> str:
     return "model_config_list {\n" + entries + "}\n"
 
 
-def _quoted(path: Path) -> str:
+def _quoted(path: str | Path) -> str:
     """Escapes a path for a text-proto string literal."""
     return str(path).replace("\\", "\\\\").replace('"', '\\"')
 

@@ -15,10 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tfnlp.atomic import is_remote
 from tfnlp.backend import tf
 from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.export.model_config import write_models_config, write_version_labels
 from tfnlp.export.reference import write_reference
+from tfnlp.export.remote import next_version, upload_published
 from tfnlp.export.server_config import write_server_configs
 from tfnlp.export.versions import claim_version, model_directory, prune_versions
 from tfnlp.export.warmup import write_warmup_records
@@ -115,6 +117,14 @@ def publish(
         raise ValueError(
             f"`export.keep` must be a positive integer or null. Received: export.keep={keep!r}."
         )
+    if is_remote(export_root):
+        # Built and checked on local disk, then uploaded (`tfnlp.export.remote`).
+        number = next_version(str(export_root), name, version)
+        with tempfile.TemporaryDirectory(prefix="tfnlp-export-") as staging:
+            local = publish(module, staging, name, version=number, warmup_texts=warmup_texts,
+                            check_ops=check_ops)
+            return upload_published(str(local), str(export_root), name, keep=keep,
+                                    labels=labels)
     model_dir = model_directory(export_root, name)
     model_dir.mkdir(parents=True, exist_ok=True)
     # The graph, the vocabulary and warm-up files come on top of the weights: a generous MB.

@@ -50,6 +50,12 @@ def monitoring_config_text() -> str:
     return f'prometheus_config {{\n  enable: true\n  path: "{PROMETHEUS_PATH}"\n}}\n'
 
 
+def server_config_texts() -> list[tuple[str, str]]:
+    """(file name, text) of the batching and monitoring flag files."""
+    return [(BATCHING_FILE, batching_parameters_text()),
+            (MONITORING_FILE, monitoring_config_text())]
+
+
 def write_server_configs(export_root: str | Path) -> list[Path]:
     """Writes the batching and monitoring files under `export_root` where they are missing.
 
@@ -58,8 +64,7 @@ def write_server_configs(export_root: str | Path) -> list[Path]:
     """
     root = Path(export_root)
     paths = []
-    for name, text in ((BATCHING_FILE, batching_parameters_text()),
-                       (MONITORING_FILE, monitoring_config_text())):
+    for name, text in server_config_texts():
         path = root / name
         if not path.exists():
             write_text(path, text)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tfnlp.atomic import is_remote
 from tfnlp.config.schema import SAFE_NAME
 
 logger = logging.getLogger("tfnlp")
@@ -120,8 +121,23 @@ def claim_version(saved: Path, model_dir: Path, version: int | str) -> Path:
     raise RuntimeError(f"{model_dir}: could not claim a free version number after 100 tries.")
 
 
-def latest_version(model_path: str | Path) -> Path:
-    """Resolves a model directory to its newest version (a version directory is kept as is)."""
+def remote_versions(model_dir: str) -> list[int]:
+    """The integer version directories under a remote (`tf.io.gfile`) `model_dir`, ascending."""
+    from tfnlp.backend import tf
+
+    if not tf.io.gfile.isdir(model_dir):
+        return []
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(model_dir))
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def latest_version(model_path: str | Path) -> Path | str:
+    """Resolves a model directory to its newest version (a version directory is kept as is).
+
+    A remote model path (`gs://…`, `ram://…`) resolves to a URL string.
+    """
+    if is_remote(model_path):
+        return _latest_remote_version(str(model_path).rstrip("/"))
     path = Path(model_path)
     if (path / "saved_model.pb").is_file():
         return path
@@ -132,3 +148,15 @@ def latest_version(model_path: str | Path) -> Path:
             "directories). Export one with `tfnlp export RUN_DIR`."
         )
     return path / str(versions[-1])
+
+
+def _latest_remote_version(path: str) -> str:
+    from tfnlp.backend import tf
+
+    if tf.io.gfile.exists(f"{path}/saved_model.pb"):
+        return path
+    versions = remote_versions(path)
+    if not versions:
+        raise FileNotFoundError(f"{path}: no SavedModel here (expected saved_model.pb or "
+                                "integer version directories).")
+    return f"{path}/{versions[-1]}"

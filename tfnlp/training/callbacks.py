@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 from tfnlp.backend import keras
 from tfnlp.training.resume import KeptBackupAndRestore
+from tfnlp.training.vertex import tensorboard_dir
 
 logger = logging.getLogger("tfnlp")
 
@@ -71,6 +73,18 @@ class EpochSummary(EpochTimer):
         return self.examples_per_epoch * len(self.train_seconds) / sum(self.train_seconds)
 
 
+class StepLogger(keras.callbacks.Callback):
+    """Logs a line after every training step (`TFNLP_LOG_STEPS=1`): for tests and debugging
+    that must act at a given step, e.g. send a SIGTERM mid-epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logger.info("epoch %d step %d/%s done", self._epoch + 1, batch + 1,
+                    self.params.get("steps") or "?")
+
+
 # Strategies Keras's BackupAndRestore accepts (it refuses OneDevice and ParameterServer).
 _BACKUP_STRATEGIES = ("_DefaultDistributionStrategy", "MirroredStrategy",
                       "MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy", "TPUStrategy")
@@ -105,8 +119,10 @@ def standard_callbacks(
         # its in-memory copy (`get_weights`) cannot read DTensor's sharded variables.
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(str(tensorboard_dir(run_dir / "logs")), profile_batch=0),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         summary,
     ]
+    if os.environ.get("TFNLP_LOG_STEPS") == "1":
+        callbacks.append(StepLogger())
     return callbacks, summary

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -109,37 +110,76 @@ def launch_cluster(
         0 when every training task succeeded; otherwise the first failure's exit status
         (128 + signal number for a task killed by a signal).
     """
-    out = out or sys.stdout
     spec = cluster_spec(workers, ps)
+    configs = [{"cluster": spec, "task": {"type": kind, "index": index}}
+               for kind, addresses in spec.items() for index in range(len(addresses))]
+    return run_cluster(command, cluster_tasks(configs), env=env, out=out, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One process to start: its cluster role, what makes it that task, and whether it trains.
+
+    Attributes:
+        kind: "worker", "chief" or "ps".
+        index: its index in its job.
+        env: the variables that make it this task (its `TF_CONFIG`, or Slurm's variables).
+        trains: runs the training command (else `python -m tfnlp.training.cluster serve`).
+    """
+
+    kind: str
+    index: int
+    env: dict[str, str]
+    trains: bool
+
+
+def cluster_tasks(tf_configs: Sequence[dict]) -> list[TaskSpec]:
+    """One task per `TF_CONFIG` (plain or `sparseCluster`): in a cluster with parameter
+    servers only the chief trains (the coordinator); otherwise every task does."""
+    parameter_server = any(config["task"]["type"] == "ps" for config in tf_configs)
+    return [TaskSpec(config["task"]["type"], int(config["task"].get("index", 0)),
+                     {"TF_CONFIG": json.dumps(config)},
+                     not parameter_server or config["task"]["type"] == "chief")
+            for config in tf_configs]
+
+
+def run_cluster(
+    command: Sequence[str], tasks: Sequence[TaskSpec], *, env: dict | None = None,
+    out=None, timeout: float | None = None,
+) -> int:
+    """Starts one process per task, streams their output, and returns the cluster's status.
+
+    Training tasks run `command`, the others `python -m tfnlp.training.cluster serve`. The
+    cluster fails as soon as any task fails (or a server exits), and the rest are stopped.
+
+    Args: see `launch_cluster`; `tasks` from `cluster_tasks` or made by hand (e.g. a Slurm
+        step's tasks, each with its own `SLURM_PROCID`).
+    """
+    out = out or sys.stdout
     lock = threading.Lock()
-    tasks: list[Task] = []
-    for kind, addresses in spec.items():
-        for index in range(len(addresses)):
-            trains = ps == 0 or kind == "chief"
-            task_env = {
-                # Parameter-server RPCs report a dead worker to the coordinator at once.
-                **({"GRPC_FAIL_FAST": "use_caller"} if ps else {}),
-                **os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
-                "TF_CONFIG": json.dumps(
-                    {"cluster": spec, "task": {"type": kind, "index": index}}),
-            }
-            process = subprocess.Popen(
-                list(command if trains else SERVE_COMMAND), env=task_env, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
-            )
-            task = Task(kind, index, process, trains)
-            task.reader = threading.Thread(target=_stream, args=(task, out, lock), daemon=True)
-            task.reader.start()
-            tasks.append(task)
+    # Parameter-server RPCs report a dead worker to the coordinator at once.
+    fail_fast = {"GRPC_FAIL_FAST": "use_caller"} if any(t.kind == "ps" for t in tasks) else {}
+    started: list[Task] = []
+    for spec in tasks:
+        process = subprocess.Popen(
+            list(command if spec.trains else SERVE_COMMAND),
+            env={**fail_fast, **os.environ, **(env or {}), **spec.env, "PYTHONUNBUFFERED": "1"},
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
+        )
+        task = Task(spec.kind, spec.index, process, spec.trains)
+        task.reader = threading.Thread(target=_stream, args=(task, out, lock), daemon=True)
+        task.reader.start()
+        started.append(task)
+    kinds = Counter(task.kind for task in started)
     with lock:
-        out.write(f"[launch] {len(tasks)} task(s): "
-                  + ", ".join(f"{k} x{len(v)}" for k, v in spec.items()) + "\n")
-        for task in tasks:
+        out.write(f"[launch] {len(started)} task(s): "
+                  + ", ".join(f"{kind} x{count}" for kind, count in kinds.items()) + "\n")
+        for task in started:
             out.write(f"[launch] {task.label}: pid {task.process.pid}\n")
         out.flush()
-    status = _wait(tasks, timeout)
-    _stop(tasks)
-    for task in tasks:
+    status = _wait(started, timeout)
+    _stop(started)
+    for task in started:
         task.reader.join(timeout=5)
     with lock:
         out.write(f"[launch] exit status {status}\n")
@@ -172,8 +212,10 @@ def serve() -> None:
     import tensorflow_text  # noqa: F401
 
     from tfnlp.backend import tf
+    from tfnlp.logs import configure_logging
     from tfnlp.training.strategy import tf_config
 
+    configure_logging()  # e.g. where TF_CONFIG came from (a sparse cluster read as cluster)
     config = tf_config()
     task = config.get("task", {})
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()

@@ -14,6 +14,7 @@ back (`load_trained`, `evaluate_run`, `export_run`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
@@ -45,7 +46,7 @@ from tfnlp.training.preflight import (
     run_disk_bytes,
     run_preflight,
 )
-from tfnlp.training.resume import BACKUPS_KEPT, prepare_resume
+from tfnlp.training.resume import BACKUPS_KEPT, KeptBackupAndRestore, prepare_resume
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.run_lock import RunLock
 from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction, is_chief_task
@@ -233,14 +234,17 @@ class Run:
         return summary
 
     def _fit_guarded(self, fitted: keras.Model, inputs: TrainingInputs, callbacks) -> None:
-        """`model.fit`, with a lost peer and a full disk told as what they are."""
+        """`model.fit`, with a lost peer, a full disk and a SIGTERM told as what they are."""
         kept = ("every complete checkpoint and backup is intact, and running the command "
                 "again resumes from the newest")
         fit_kwargs = self.parallelism.fit_kwargs(inputs.fit_kwargs, inputs.examples_per_epoch,
                                                  self.config.train.batch_size)
+        # A SIGTERM backs up at the next step (strategies without a backup die of it at once).
+        backup = next((c for c in callbacks if isinstance(c, KeptBackupAndRestore)), None)
         with peers_watched(self.role, self.shared.backup_dir), disk_guard(
                 self.shared.path, "the epoch's checkpoints and backup", checkpoint_bytes(fitted),
-                kept), self.parallelism.fit_scope():
+                kept), self.parallelism.fit_scope(), (
+                backup.sigterm_noted() if backup else contextlib.nullcontext()):
             fitted.fit(**fit_kwargs, epochs=self.config.train.epochs,
                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
 
@@ -328,6 +332,8 @@ def train_pipeline(
         ResumeError: the backup is damaged, none is intact, and `train.resume` is strict.
         DiskFullError: the disk filled while writing checkpoints (or the export).
         FloatingPointError: the loss became NaN (the last good checkpoint is kept).
+        Preempted: a SIGTERM during training; the backup holds the step it came at.
+        WorkerLost: a peer in the cluster stopped answering.
     """
     timings = PhaseTimings()
     with timings.phase("startup"):
