@@ -8,7 +8,12 @@ from tfnlp.config.schema import DataConfig
 from tfnlp.data.builtin import BUILTIN_DATASETS, builtin_dataset_path
 from tfnlp.data.readers import read_texts
 from tfnlp.data.records import DataError, LabelledTexts, LoadReport
-from tfnlp.data.sharding import is_pattern, matching_files, merge_reports
+from tfnlp.data.sharding import (
+    is_pattern,
+    matching_files,
+    merge_reports,
+    require_same_columns,
+)
 
 
 def limit_indices(total: int, limit: int, seed: int) -> list[int]:
@@ -25,6 +30,16 @@ def limit_indices(total: int, limit: int, seed: int) -> list[int]:
     return sorted(chosen.tolist())
 
 
+def reader_options(config: DataConfig) -> dict:
+    """The `read_texts` / `read_rows` keyword arguments for `data:`, with the defaults of a
+    built-in dataset or of the user's files."""
+    builtin = BUILTIN_DATASETS.get(config.source)
+    return {"format": config.format, "weight_column": config.weight_column,
+            "text_column": config.text_column or (builtin.text_column if builtin else "text"),
+            "label_column": config.label_column or (builtin.label_column if builtin else "label"),
+            "on_bad_row": config.on_bad_row or ("skip" if builtin else "error")}
+
+
 def read_source(config: DataConfig, reader=read_texts):
     """Reads `data.source` with `reader` (`read_texts`, or `read_rows` for whole rows): a
     built-in dataset, one file, or every file a pattern (`shards/train-*`) matches.
@@ -36,11 +51,7 @@ def read_source(config: DataConfig, reader=read_texts):
         DataError: as `read_texts`, or a pattern's files do not all have the same columns.
     """
     builtin = BUILTIN_DATASETS.get(config.source)
-    options = {"format": config.format, "weight_column": config.weight_column,
-               "text_column": config.text_column or (builtin.text_column if builtin else "text"),
-               "label_column": config.label_column or (
-                   builtin.label_column if builtin else "label"),
-               "on_bad_row": config.on_bad_row or ("skip" if builtin else "error")}
+    options = reader_options(config)
     if builtin is not None:
         path = builtin_dataset_path(config.source)
         examples, report = reader(path, **{**options, "format": "csv"})
@@ -49,14 +60,8 @@ def read_source(config: DataConfig, reader=read_texts):
     if not is_pattern(config.source):
         return reader(config.source, **options)
     parts = [reader(path, **options) for path in matching_files(config.source)]
-    first = parts[0][1]
     for _, report in parts[1:]:
-        if report.columns != first.columns:
-            raise DataError(
-                f"{report.source}: its columns {report.columns} differ from {first.source}'s "
-                f"{first.columns}; every file that `data.source` ({config.source}) matches "
-                "must have the same columns. Fix or remove the odd file, or narrow the pattern."
-            )
+        require_same_columns(report, parts[0][1], config.source)
     rows = [part for part, _ in parts]
     joined = LabelledTexts.concatenate(rows) if reader is read_texts else sum(rows, [])
     return joined, merge_reports(config.source, [report for _, report in parts])

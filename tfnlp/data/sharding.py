@@ -60,6 +60,16 @@ def matching_files(pattern: str) -> list[str]:
     return files
 
 
+def require_same_columns(report: LoadReport, first: LoadReport, pattern: str) -> None:
+    """Raises `DataError` when a file of `pattern` has other columns than its first file."""
+    if report.columns != first.columns:
+        raise DataError(
+            f"{report.source}: its columns {report.columns} differ from {first.source}'s "
+            f"{first.columns}; every file that `data.source` ({pattern}) matches must have the "
+            "same columns. Fix or remove the odd file, or narrow the pattern."
+        )
+
+
 def merge_reports(pattern: str, reports: list[LoadReport]) -> LoadReport:
     """One report for several files: totals, and each skipped row with its file.
 

@@ -31,9 +31,15 @@ import numpy as np
 from tfnlp.backend import tf
 from tfnlp.config.schema import DataConfig
 from tfnlp.data.builtin import BUILTIN_DATASETS
+from tfnlp.data.loading import reader_options
 from tfnlp.data.readers import infer_format, read_texts
 from tfnlp.data.records import DataError, LabelledTexts, LoadReport
-from tfnlp.data.sharding import is_pattern, matching_files, merge_reports
+from tfnlp.data.sharding import (
+    is_pattern,
+    matching_files,
+    merge_reports,
+    require_same_columns,
+)
 
 logger = logging.getLogger("tfnlp")
 
@@ -126,12 +132,6 @@ class StreamedData:
                 f"{self.sizes['train']} training texts")
 
 
-def _reader_options(config: DataConfig) -> dict:
-    return {"format": config.format, "text_column": config.text_column or "text",
-            "label_column": config.label_column or "label",
-            "weight_column": config.weight_column, "on_bad_row": config.on_bad_row or "error"}
-
-
 def _split_files(config: DataConfig) -> tuple[dict[str, list[str]], bool]:
     source = matching_files(config.source)
     if not (config.validation_files or config.test_files):
@@ -169,11 +169,9 @@ def scan(config: DataConfig, *, seed: int, sample_size: int) -> StreamedData:
     train, test = _Reservoir(sample_size, seed), _Reservoir(sample_size, seed + 1)
     reports, kinds = [], set()
     for path in sorted({path for paths in files.values() for path in paths}):
-        examples, report = read_texts(path, **_reader_options(config))
-        if reports and report.columns != reports[0].columns:
-            raise DataError(
-                f"{path}: its columns {report.columns} differ from {reports[0].source}'s "
-                f"{reports[0].columns}; every streamed file must have the same columns.")
+        examples, report = read_texts(path, **reader_options(config))
+        if reports:
+            require_same_columns(report, reports[0], config.source)
         reports.append(report)
         kinds |= _label_kinds(path, config) if infer_format(path) == "tfrecord" else {"bytes"}
         for split, indices in _rows_by_split(data, path, examples):
@@ -286,7 +284,7 @@ def _tfrecord_rows(data: StreamedData):
 
 def _python_rows(data: StreamedData):
     """A function from one CSV/JSONL path to its valid rows, parsed by the Python readers."""
-    options = {**_reader_options(data.config), "on_bad_row": "skip"}  # the scan reported them
+    options = {**reader_options(data.config), "on_bad_row": "skip"}  # the scan reported them
     signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string),
                  tf.TensorSpec([], tf.float32))
 
