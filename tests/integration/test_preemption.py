@@ -83,6 +83,18 @@ def test_sigterm_mid_epoch_exits_143_with_that_step_backed_up_then_resumes_at_th
     print(f"preempted and resumed in {time.monotonic() - began:.1f} s")  # for the report
 
 
+def preempt_worker_1(run_dir, export_dir, env) -> list[str]:
+    """Launches a 2-worker cluster, SIGTERMs worker 1 mid-epoch 2 and checks that `tfnlp
+    launch` exits 143; returns the cluster's output lines."""
+    process, lines = launch(run_dir, export_dir, "--workers", "2", "--no-export",
+                            env=env, overrides=OVERRIDES)
+    worker_1 = int(wait_for(lines, r"\[launch\] worker 1: pid (\d+)", process).group(1))
+    wait_for(lines, r"\[worker 0\] .*" + SIGTERM_AFTER, process)
+    os.kill(worker_1, signal.SIGTERM)
+    assert process.wait(timeout=120) == 143, "".join(lines)[-4000:]
+    return lines
+
+
 @pytest.mark.slow
 def test_sigterm_to_one_worker_backs_up_every_worker_at_one_step_then_the_cluster_resumes(
         tmp_path):
@@ -90,12 +102,7 @@ def test_sigterm_to_one_worker_backs_up_every_worker_at_one_step_then_the_cluste
     through the coordination service; every worker saves there and exits 143."""
     began = time.monotonic()
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
-    process, lines = launch(run_dir, export_dir, "--workers", "2", "--no-export",
-                            env=ENV, overrides=OVERRIDES)
-    worker_1 = int(wait_for(lines, r"\[launch\] worker 1: pid (\d+)", process).group(1))
-    wait_for(lines, r"\[worker 0\] .*" + SIGTERM_AFTER, process)
-    os.kill(worker_1, signal.SIGTERM)
-    assert process.wait(timeout=120) == 143, "".join(lines)[-4000:]
+    lines = preempt_worker_1(run_dir, export_dir, ENV)
     output = "".join(lines)
     backed_up = {worker: BACKED_UP.search("".join(
         line for line in lines if line.startswith(f"[worker {worker}]"))) for worker in (0, 1)}
@@ -142,12 +149,7 @@ def test_where_tensorflow_does_not_watch_sigterm_the_worker_stops_without_a_step
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
     env = {**ENV, "GCE_METADATA_IP": f"127.0.0.1:{server.server_port}"}
     try:
-        process, lines = launch(run_dir, export_dir, "--workers", "2", "--no-export",
-                                env=env, overrides=OVERRIDES)
-        worker_1 = int(wait_for(lines, r"\[launch\] worker 1: pid (\d+)", process).group(1))
-        wait_for(lines, r"\[worker 0\] .*" + SIGTERM_AFTER, process)
-        os.kill(worker_1, signal.SIGTERM)
-        assert process.wait(timeout=120) == 143, "".join(lines)[-4000:]
+        lines = preempt_worker_1(run_dir, export_dir, env)
     finally:
         server.shutdown()
     output = "".join(lines)
