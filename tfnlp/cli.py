@@ -16,6 +16,7 @@ from pathlib import Path
 def _train(args) -> int:
     import logging
 
+    from tfnlp.atomic import is_remote
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
     from tfnlp.tasks import get_task
@@ -26,10 +27,12 @@ def _train(args) -> int:
     # Vertex AI's AIP_CHECKPOINT_DIR / AIP_MODEL_DIR, where --run-dir / export.dir are not set.
     run_dir, overrides, notes = output_locations(args.run_dir, args.set)
     config = load_pipeline(args.pipeline, overrides)
-    run_dir = Path(run_dir or Path("runs") / config.name)
+    run_dir = run_dir or str(Path("runs") / config.name)
     configure_logging()  # stderr, for the line saying where TF_CONFIG came from (Slurm, ...)
-    # In a cluster only the chief keeps train.log; the other tasks log to stderr only.
-    configure_logging(run_dir / "train.log" if is_chief_task() else None)
+    # In a cluster only the chief keeps train.log; the other tasks log to stderr only. A
+    # remote run directory's train.log is kept by its local copy (`remote_run`).
+    local_chief = is_chief_task() and not is_remote(run_dir)
+    configure_logging(Path(run_dir) / "train.log" if local_chief else None)
     for note in notes:
         logging.getLogger("tfnlp").info("%s", note)
     result = train_pipeline(config, run_dir, export=not args.no_export)
@@ -43,22 +46,26 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from tfnlp.logs import configure_logging
     from tfnlp.tasks import get_task
+    from tfnlp.training.remote_run import working_copy
     from tfnlp.training.run_directory import RunDirectory
     from tfnlp.training.trained import evaluate_run
 
     configure_logging()
-    metrics = evaluate_run(args.run_dir)
-    task = get_task(RunDirectory(Path(args.run_dir)).read_config())
+    with working_copy(args.run_dir, "evaluate") as run:
+        metrics = evaluate_run(run.local)
+        task = get_task(RunDirectory(run.local).read_config())
     print(json.dumps(task.summary(metrics), indent=2))
     return 0
 
 
 def _export(args) -> int:
+    from tfnlp.training.remote_run import working_copy
     from tfnlp.training.trained import export_run
 
     if args.check and _is_export(args.run_dir):
         return _check_ops(args.run_dir)
-    path = export_run(args.run_dir, args.export_dir, args.name, args.version)
+    with working_copy(args.run_dir, "export") as run:
+        path = export_run(run.local, args.export_dir, args.name, args.version)
     print(path)
     return _check_ops(path) if args.check else 0
 
@@ -134,11 +141,13 @@ def _compress(args) -> int:
     from tfnlp.compression.pipeline import compress_run
     from tfnlp.config import load_pipeline
     from tfnlp.logs import configure_logging
+    from tfnlp.training.remote_run import working_copy
 
     config = load_pipeline(args.pipeline, args.set)
     out = Path(args.out)
     configure_logging(out / "compress.log")
-    result = compress_run(config, args.run_dir, out, source=str(args.pipeline))
+    with working_copy(args.run_dir, "compress") as run:
+        result = compress_run(config, run.local, out, source=str(args.pipeline))
     for name, entry in result["artifacts"].items():
         print(f"{name:24s} accuracy {entry['accuracy']:.4f}  gzip {entry['gzip_bytes']:>10,d} B  "
               f"batch-1 {entry['latency_ms_batch1']:.3f} ms")

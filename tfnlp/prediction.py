@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfnlp.atomic import is_remote
 from tfnlp.data.readers import allow_long_csv_fields, decode_leniently
 from tfnlp.data.records import DataError
 
@@ -59,6 +60,7 @@ def load_predictor(path: str | Path):
     Raises:
         FileNotFoundError: none of those is at `path`.
     """
+    from tfnlp.backend import tf
     from tfnlp.compression.tflite_predictor import TFLitePredictor, is_tflite_path
     from tfnlp.serving import ExportPredictor
 
@@ -66,6 +68,11 @@ def load_predictor(path: str | Path):
         return TFLitePredictor(path)
     if (Path(path) / "config.yaml").is_file():
         return RunPredictor(path)
+    if is_remote(path) and tf.io.gfile.exists(f"{path}/config.yaml"):  # a remote run
+        from tfnlp.training.remote_run import RunMirror
+
+        with RunMirror(str(path), "predict", "reader") as run:
+            return RunPredictor(run.local)  # everything it needs is loaded by now
     return ExportPredictor(path)
 
 

@@ -15,6 +15,7 @@ back (`load_trained`, `evaluate_run`, `export_run`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfnlp.atomic import is_remote
 from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.disk import disk_guard, variable_bytes
@@ -46,6 +48,7 @@ from tfnlp.training.preflight import (
     run_disk_bytes,
     run_preflight,
 )
+from tfnlp.training.remote_run import RunMirror
 from tfnlp.training.resume import BACKUPS_KEPT, KeptBackupAndRestore, prepare_resume
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.run_lock import RunLock
@@ -60,7 +63,7 @@ logger = logging.getLogger("tfnlp")
 class TrainingResult:
     model: keras.Model
     metrics: dict
-    run_dir: Path
+    run_dir: Path | str
     export_path: Path | None
 
 
@@ -318,7 +321,9 @@ def train_pipeline(
 
     Args:
         config: the validated pipeline.
-        run_dir: where the config, vocabulary, checkpoints, logs, metrics and plots go.
+        run_dir: where the config, vocabulary, checkpoints, logs, metrics and plots go: a
+            local path, or a `gs://`, `s3://`, `hdfs://` or `ram://` URL (worked on through
+            a local copy, `tfnlp.training.remote_run`).
         export: publish the best model under `export.dir` when training ends.
         extra_callbacks: more Keras callbacks for `model.fit`.
 
@@ -335,6 +340,8 @@ def train_pipeline(
         Preempted: a SIGTERM during training; the backup holds the step it came at.
         WorkerLost: a peer in the cluster stopped answering.
     """
+    if is_remote(run_dir):
+        return _train_mirrored(config, str(run_dir), export, extra_callbacks)
     timings = PhaseTimings()
     with timings.phase("startup"):
         run = Run.start(config, run_dir)
@@ -354,3 +361,14 @@ def train_pipeline(
             finish_worker(run.role, run.directory.path, run.shared.backup_dir)
             return TrainingResult(model, {}, run.directory.path, None)
         return run.finish(model, fitted, preprocessor, data, inputs, summary, export, timings)
+
+
+def _train_mirrored(config: PipelineConfig, run_dir: str, export: bool,
+                    extra_callbacks) -> TrainingResult:
+    """`train_pipeline` on a local copy of a remote run directory (`remote_run`), uploaded
+    after every epoch and when training ends, however it ends."""
+    role = "writer" if is_chief_task() else "worker"
+    with RunMirror(run_dir, "train", role) as mirror:
+        result = train_pipeline(config, mirror.local, export=export,
+                                extra_callbacks=[*(extra_callbacks or []), mirror.callback()])
+    return dataclasses.replace(result, run_dir=run_dir)
