@@ -50,12 +50,14 @@ DOCTEST_MODULES = [
     "tfnlp.tasks.base",
     "tfnlp.training.resume",
     "tfnlp.training.timings",
+    "tfnlp.training.class_weights",
     "tfnlp.training.comms",
     "tfnlp.models.layers",
     "tfnlp.training.pipeline",
     "tfnlp.training.launch_files",
     "tfnlp.training.slurm",
     "tfnlp.training.vertex",
+    "tfnlp.training.remote_run",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).
