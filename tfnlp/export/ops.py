@@ -7,13 +7,17 @@ Every op in the graph and in its function library is classified as `core`,
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tfnlp.atomic import write_json
 
 CORE = "core"
 TEXT = "tensorflow-text"
@@ -90,18 +94,46 @@ class OpReport:
 
 @functools.lru_cache(maxsize=1)
 def op_catalogue() -> tuple[frozenset[str], frozenset[str]]:
-    """(TensorFlow core ops, tensorflow-text ops), read once per process from a fresh one.
+    """(TensorFlow core ops, tensorflow-text ops), listed by a fresh process once per
+    installation and kept in the user's cache directory (listing takes ~10 s: a second
+    TensorFlow start-up, on every export).
 
     Raises:
         RuntimeError: the helper process failed (its stderr tail is in the message).
     """
+    cached = _catalogue_cache()
+    try:
+        listed = json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        listed = _list_ops_in_a_fresh_process()
+        with contextlib.suppress(OSError):  # a read-only home: list again next time
+            write_json(cached, listed)
+    return frozenset(listed["core"]), frozenset(listed["text"])
+
+
+def _catalogue_cache() -> Path:
+    """One file per interpreter and TensorFlow / tensorflow-text version pair."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    key = f"{sys.executable}|{installed('tensorflow')}|{installed('tensorflow-text')}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "tfnlp" / f"op_catalogue-{digest}.json"
+
+
+def _list_ops_in_a_fresh_process() -> dict:
     result = subprocess.run([sys.executable, "-c", _CATALOGUE], capture_output=True,
                             text=True, timeout=300,
                             env={**_quiet_environment(), "PYTHONPATH": ""})
     if result.returncode != 0:
         raise RuntimeError(f"Could not list TensorFlow's ops: {result.stderr[-1000:]}")
-    listed = json.loads(result.stdout.strip().splitlines()[-1])
-    return frozenset(listed["core"]), frozenset(listed["text"])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _quiet_environment() -> dict:
