@@ -61,7 +61,10 @@ def test_bench_vocabulary_times_both_learners_at_each_size(tmp_path, capsys):
     report = json.loads((tmp_path / "bench_vocabulary.json").read_text())
     assert (tmp_path / "bench_vocabulary.png").read_bytes()[:8] == PNG
     assert set(report["runs"]) == {"tensorflow_text_1x", "tensorflow_text_2x",
-                                   "huggingface_1x", "huggingface_2x"}
+                                   "huggingface_1x", "huggingface_2x",
+                                   "tensorflow_text_library_search_1x",
+                                   "tensorflow_text_library_search_2x"}
+    assert report["runs"]["tensorflow_text_2x"]["identical_to_library_search"] is True
     one, two = report["runs"]["tensorflow_text_1x"], report["runs"]["tensorflow_text_2x"]
     assert two["texts"] == 2 * one["texts"] == 2 * 239  # the stratified ~80% split of 300
     assert two["distinct_words"] == one["distinct_words"]  # repeating adds counts, not words

@@ -1,4 +1,6 @@
-"""`tfnlp bench vocabulary`: WordPiece vocabulary learning, both learners side by side.
+"""`tfnlp bench vocabulary`: WordPiece vocabulary learning, every learner side by side:
+tensorflow-text's (walked in few probes by `wordpiece_search`), the same library's own full
+binary search (what tfnlp ran before), and Hugging Face's.
 
 The pipeline's training split (the tweets by default), 1× and N× over: the words are counted
 once per size in TensorFlow (the same pass every run makes), then each learner learns the
@@ -15,7 +17,7 @@ from tfnlp.atomic import write_json
 from tfnlp.bench.measure import bar_chart, machine_summary
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.preprocessing import RESERVED_TOKENS, TextPreprocessor, count_words, learn_vocabulary
-from tfnlp.preprocessing.vocabulary import LEARNERS
+from tfnlp.preprocessing.vocabulary import LEARNERS, MAX_UNIQUE_CHARACTERS
 from tfnlp.tasks.classification import ClassificationTask
 
 
@@ -27,6 +29,22 @@ def _learner_available(learner: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+# tensorflow-text's own `learn` (its full binary search), the "before" of `wordpiece_search`.
+LIBRARY_SEARCH = "tensorflow_text_library_search"
+BENCH_LEARNERS = (*LEARNERS, LIBRARY_SEARCH)
+
+
+def _learn(learner: str, counts, vocab_size: int) -> list[str]:
+    if learner != LIBRARY_SEARCH:
+        return learn_vocabulary(counts, tokenizer="wordpiece", learner=learner,
+                                vocab_size=vocab_size)
+    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as lib
+
+    return list(lib.learn(list(counts.items()), vocab_size=vocab_size,
+                          reserved_tokens=RESERVED_TOKENS, lower_thresh=2,
+                          max_unique_chars=MAX_UNIQUE_CHARACTERS))
 
 
 def bench_vocabulary(config: PipelineConfig, out_dir: str | Path, *,
@@ -49,18 +67,21 @@ def bench_vocabulary(config: PipelineConfig, out_dir: str | Path, *,
         start = time.perf_counter()
         counts = count_words(list(texts) * repeat, probe.split_words)
         count_seconds = time.perf_counter() - start
-        for learner in (name for name in LEARNERS if _learner_available(name)):
+        learned = {}
+        for learner in (name for name in BENCH_LEARNERS if _learner_available(name)):
             print(f"learning {config.preprocessing.vocab_size} pieces with {learner} on "
                   f"{repeat}x the training texts", flush=True)
             start = time.perf_counter()
-            vocabulary = learn_vocabulary(counts, tokenizer="wordpiece", learner=learner,
-                                          vocab_size=config.preprocessing.vocab_size)
+            learned[learner] = _learn(learner, counts, config.preprocessing.vocab_size)
             runs[f"{learner}_{repeat}x"] = {
                 "learner": learner, "repeat": repeat, "texts": len(texts) * repeat,
                 "distinct_words": len(counts), "count_seconds": round(count_seconds, 3),
                 "learn_seconds": round(time.perf_counter() - start, 3),
-                "vocabulary_size": len(vocabulary),
+                "vocabulary_size": len(learned[learner]),
             }
+        # The walk must give the library's own search's vocabulary, token for token.
+        runs[f"tensorflow_text_{repeat}x"]["identical_to_library_search"] = (
+            learned["tensorflow_text"] == learned[LIBRARY_SEARCH])
     report = {"pipeline": config.name, "vocab_size": config.preprocessing.vocab_size,
               "runs": runs, "machine": machine_summary()}
     out = Path(out_dir)

@@ -49,7 +49,8 @@ def learn_vocabulary(
         min_count: rarer words map to `[UNK]` (word level) or are not merged into subwords
             (WordPiece).
         learner: WordPiece only: "tensorflow_text" (tensorflow-text's learner, in Python: a
-            binary search over a count threshold, ~80 s on the tweets; deterministic) or
+            binary search over a count threshold, walked in a few probes by
+            `wordpiece_search`; deterministic) or
             "huggingface" (the `tokenizers` trainer, in Rust: ~1.5 s, but it breaks ties
             between equally frequent merges in a per-process random order, so two runs may
             learn slightly different vocabularies). Both write "##" continuation pieces for
@@ -78,10 +79,10 @@ def learn_vocabulary(
     if learner == "huggingface":
         return _huggingface_wordpiece(word_counts, vocab_size, min_count)
     if learner == "tensorflow_text":
-        from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as lib
+        from tfnlp.preprocessing import wordpiece_search
 
-        return list(lib.learn(
-            list(word_counts.items()), vocab_size=vocab_size, reserved_tokens=RESERVED_TOKENS,
+        return list(wordpiece_search.learn(
+            word_counts, vocab_size=vocab_size, reserved_tokens=RESERVED_TOKENS,
             lower_thresh=min_count, max_unique_chars=MAX_UNIQUE_CHARACTERS,
         ))
     raise ValueError(f"`learner` must be one of {LEARNERS}. Received: learner={learner!r}.")
