@@ -97,6 +97,18 @@ def test_exported_generate_signature_in_a_fresh_process(tiny_lm):
         "vocabulary_size"]
 
 
+def test_the_runs_samples_are_scored_and_the_export_writes_them_alike(tiny_lm):
+    from tfnlp.generation import load_generator
+
+    samples = json.loads((tiny_lm.run_dir / "metrics.json").read_text())["samples"]
+    assert samples["count"] == 200 and len(samples["texts"]) == 5
+    assert 0.0 <= samples["real_word_rate"] <= 1.0
+    written = load_generator(tiny_lm.export_path.parent)(
+        samples["prompts"], max_tokens=samples["max_tokens"],
+        temperature=samples["temperature"], top_k=0, top_p=1.0, seed=samples["seed"])
+    assert [p + t for p, t in zip(samples["prompts"], written)] == samples["texts"]
+
+
 def test_generate_cli_prints_only_the_text_same_as_the_run(tiny_lm):
     from tfnlp.generation import load_generator
 

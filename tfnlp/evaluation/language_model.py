@@ -1,4 +1,5 @@
-"""Held-out language-model metrics: cross-entropy, perplexity, bits per token and per character."""
+"""Held-out language-model metrics: cross-entropy, perplexity, bits per token and per character,
+and how much of what the model writes is real words."""
 
 from __future__ import annotations
 
@@ -87,3 +88,16 @@ def evaluate_language_model(model, dataset, characters_per_token: float = 1.0) -
     """
     total, count = cross_entropy_totals(model, dataset)
     return language_model_metrics(total, count, characters_per_token)
+
+
+def real_word_rate(continuations: list[str], known_words: set[str]) -> float:
+    """The share of the whitespace-separated words of `continuations` found in `known_words`.
+
+    Each continuation's last word is left out: the token limit usually cuts it short.
+
+    Example:
+        >>> real_word_rate(["the cat sat dow", "zzq the ca"], {"the", "cat", "sat"})
+        0.8
+    """
+    words = [word for text in continuations for word in text.split()[:-1]]
+    return sum(word in known_words for word in words) / len(words) if words else 0.0

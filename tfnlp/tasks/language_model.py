@@ -8,6 +8,7 @@ the classifiers; the one extra is the classic per-improvement checkpoint file.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from tfnlp.backend import keras, tf
 from tfnlp.data.corpus import read_corpus, split_corpus
 from tfnlp.data.windows import build_windows, count_windows, token_stream
-from tfnlp.evaluation.language_model import evaluate_language_model
-from tfnlp.export.generation import GenerationModule
+from tfnlp.evaluation.language_model import evaluate_language_model, real_word_rate
+from tfnlp.export.generation import GenerationModule, per_prompt
 from tfnlp.models.language_model import build_language_model
 from tfnlp.preprocessing.lm_tokenizer import LanguageModelTokenizer
 from tfnlp.tasks.base import Task, TrainingInputs, register_task
@@ -25,6 +26,10 @@ from tfnlp.training.run_directory import fingerprint
 from tfnlp.training.strategy import prepare_input, steps_per_epoch
 
 logger = logging.getLogger("tfnlp")
+
+# The samples every run writes: continuations of validation-text openings at temperature 0.8,
+# seeded by the pipeline's seed, scored by their share of real words.
+SAMPLES, SAMPLE_TOKENS, SAMPLE_TEMPERATURE, SAMPLES_SHOWN = 200, 80, 0.8, 5
 
 
 @dataclass
@@ -178,7 +183,8 @@ class LanguageModelTask(Task):
     # Evaluation -----------------------------------------------------------------------
     def evaluate(self, model, preprocessor, data: LanguageModelData, run) -> dict:
         """Metrics on non-overlapping windows of the validation and test streams (when long
-        enough): cross-entropy, perplexity, bits per token and per character."""
+        enough): cross-entropy, perplexity, bits per token and per character; then the
+        fixed-seed samples and their real-word rate (`samples`)."""
         length = self.config.language_model.sequence_length
         streams = data.tokenize(preprocessor)
         metrics = {"pipeline": self.config.name, "task": self.config.task,
@@ -192,7 +198,32 @@ class LanguageModelTask(Task):
                     model, self._windows(streams[name], shuffle=False),
                     characters_per_token(data.splits[name], preprocessor, streams[name]),
                 )
+        if data.splits.get("validation"):
+            metrics["samples"] = self.samples(model, preprocessor, data)
         return metrics
+
+    def samples(self, model, preprocessor, data: LanguageModelData) -> dict:
+        """`SAMPLES` continuations of validation-text openings (their first two words) and
+        the share of their words that occur in the training split, as the export would
+        write them (the same module and seeds)."""
+        module = self.serving_module(model, preprocessor)
+        rng = random.Random(self.config.seed)
+        openings = rng.choices(data.splits["validation"], k=SAMPLES)
+        prompts = [" ".join(text.split()[:2]) + " " for text in openings]
+        options = per_prompt(len(prompts), max_tokens=SAMPLE_TOKENS,
+                             temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
+                             seed=self.config.seed)
+        written = module.generate_with_options(tf.constant(prompts), **options)["text"]
+        texts = [text.decode("utf-8", errors="replace") for text in written.numpy()]
+        training = preprocessor.normalize(tf.constant(data.splits["train"])).numpy()
+        known = {word for text in training for word in text.decode("utf-8").split()}
+        rate = real_word_rate(texts, known)
+        logger.info("samples: %.1f%% of the words in %d continuations (temperature %.1f) are "
+                    "real words", 100 * rate, len(texts), SAMPLE_TEMPERATURE)
+        return {"real_word_rate": rate, "count": len(texts), "temperature": SAMPLE_TEMPERATURE,
+                "max_tokens": SAMPLE_TOKENS, "seed": self.config.seed,
+                "prompts": prompts[:SAMPLES_SHOWN],
+                "texts": [p + t for p, t in zip(prompts, texts)][:SAMPLES_SHOWN]}
 
     def summary(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("validation", "test") if k in metrics}
