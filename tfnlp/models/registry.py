@@ -11,9 +11,13 @@ MODEL_NAMES = ("lstm", "bilstm", "transformer")
 
 
 def build_model(
-    config: ModelConfig, preprocessor: TextPreprocessor, num_classes: int
+    config: ModelConfig, preprocessor: TextPreprocessor, num_classes: int,
+    embeddings_initializer="uniform",
 ) -> keras.Model:
     """Builds the classifier named by `config.name` with the config's sizes.
+
+    `embeddings_initializer` starts the embedding, e.g. `PretrainedEmbeddings` for
+    `config.pretrained_embeddings` (the caller reads the vectors only when training).
 
     Raises:
         ValueError: an unknown model name.
@@ -27,6 +31,8 @@ def build_model(
             num_layers=config.num_layers,
             dropout=config.dropout,
             bidirectional=config.name == "bilstm",
+            embeddings_initializer=embeddings_initializer,
+            freeze_embeddings=config.freeze_embeddings,
         )
     if config.name == "transformer":
         return build_transformer_classifier(
@@ -37,6 +43,8 @@ def build_model(
             num_heads=config.num_heads,
             ff_dim=config.ff_dim,
             dropout=config.dropout,
+            embeddings_initializer=embeddings_initializer,
+            freeze_embeddings=config.freeze_embeddings,
         )
     raise ValueError(
         f"`model.name` must be one of {MODEL_NAMES}. Received: model.name={config.name!r}."

@@ -28,8 +28,20 @@ from tfnlp.evaluation import (
 )
 from tfnlp.export.classification import ClassifierServingModule
 from tfnlp.models import build_model
+from tfnlp.models.pretrained import (
+    CONTINUATION_PREFIX,
+    PretrainedEmbeddings,
+    coverage_report,
+    describe_coverage,
+)
 from tfnlp.preprocessing import TextPreprocessor, load_stopwords
 from tfnlp.tasks.base import Task, TrainingInputs, register_task
+from tfnlp.training.class_weights import (
+    class_weights,
+    describe,
+    example_weights,
+    log_class_weights,
+)
 from tfnlp.training.input_pipeline import ids_model, tokenize_in_dataset, use_length_bucketing
 from tfnlp.training.run_directory import fingerprint
 from tfnlp.training.strategy import dataset_function, prepare_input, steps_per_epoch, tf_config
@@ -62,8 +74,13 @@ def predict_label_ids(model: keras.Model, texts, batch_size: int = 256) -> np.nd
     return np.argmax(model.predict(dataset, verbose=0), axis=-1)
 
 
-def _one_hot(num_classes: int):
+def _one_hot(num_classes: int, weights: np.ndarray | None = None):
+    """(text, label id[, weight]) -> (text, one-hot label[, weight]); with class `weights`,
+    the weight is the label's class weight times the example's own (training batches only)."""
+
     def convert(text, label, *weight):
+        if weights is not None:
+            weight = (example_weights(weights, label, *weight),)
         return (text, tf.one_hot(label, num_classes), *weight)
 
     return convert
@@ -75,9 +92,16 @@ class ClassificationTask(Task):
 
     Attributes:
         labels: the label names in id order (set by `read_data` or `restore`).
+        training_texts: the training texts (or streamed data's sample), set by `read_data`:
+            a model built after it starts from `model.pretrained_embeddings`.
+        pretrained_report: the vectors' coverage of the vocabulary and of the training
+            texts' tokens (`tfnlp.models.pretrained.coverage_report`), once they are read.
     """
 
     labels: list[str] | None = None
+    training_texts: list[str] | None = None
+    pretrained_report: dict | None = None
+    _pretrained: PretrainedEmbeddings | None = None
     headline_figures = (("test accuracy", "test.accuracy"), ("macro-F1", "test.macro_f1"),
                         ("TF-IDF+LR accuracy", "baseline.tfidf_logreg.accuracy"),
                         ("macro-F1", "baseline.tfidf_logreg.macro_f1"))
@@ -89,6 +113,7 @@ class ClassificationTask(Task):
                           sample_size=self.config.preprocessing.vocab_sample)
             logger.info("data: %s", stream.summary())
             self.labels = stream.labels
+            self.training_texts = stream.train_sample.texts
             return ClassificationData(None, stream.labels, stream.report, stream)
         examples, labels, report = load_examples(data, seed=self.config.seed)
         splits = split_examples(
@@ -96,6 +121,7 @@ class ClassificationTask(Task):
             test_fraction=data.test_fraction, stratify=data.stratify, seed=self.config.seed,
         )
         self.labels = labels
+        self.training_texts = splits.train.texts
         return ClassificationData(splits, labels, report)
 
     def record_data(self, data: ClassificationData, run) -> None:
@@ -136,6 +162,8 @@ class ClassificationTask(Task):
             del settings["vocabulary_learner"]
         if not data.stream:
             del settings["vocab_sample"]  # unused in memory: keeps the fingerprints of old runs
+        if settings["vocabulary_from"] is None:
+            del settings["vocabulary_from"]  # keeps the fingerprints of runs before the option
         return fingerprint(settings, data.vocabulary_texts())
 
     def learn_preprocessor(self, data: ClassificationData) -> TextPreprocessor:
@@ -154,7 +182,27 @@ class ClassificationTask(Task):
 
     # Model ----------------------------------------------------------------------------
     def build_model(self, preprocessor: TextPreprocessor) -> keras.Model:
-        return build_model(self.config.model, preprocessor, len(self.labels))
+        return build_model(self.config.model, preprocessor, len(self.labels),
+                           self.embeddings_initializer(preprocessor))
+
+    def embeddings_initializer(self, preprocessor: TextPreprocessor):
+        """`model.pretrained_embeddings` for a model about to be trained (after `read_data`),
+        its coverage logged and kept for metrics.json; else Keras' default: a model rebuilt to
+        load a checkpoint (`restore`) needs no vectors."""
+        source = self.config.model.pretrained_embeddings
+        if source is None or self.training_texts is None:
+            return "uniform"
+        vocabulary = list(preprocessor.vocabulary)
+        if self._pretrained is None or self._pretrained.vocabulary != vocabulary:
+            # Built once per vocabulary: DTensor and pipeline parallelism build the model twice.
+            wordpiece = self.config.preprocessing.tokenizer == "wordpiece"
+            self._pretrained = PretrainedEmbeddings(
+                source, vocabulary, seed=self.config.seed,
+                continuation_prefix=CONTINUATION_PREFIX if wordpiece else None)
+            self.pretrained_report = coverage_report(
+                self._pretrained.table, preprocessor.tokenize, self.training_texts)
+            logger.info("pretrained embeddings: %s", describe_coverage(self.pretrained_report))
+        return self._pretrained
 
     def trainable_model(self, model: keras.Model) -> keras.Model:
         # Tokenizing in the dataset: `fit` trains the layers from token ids on (same weights).
@@ -177,13 +225,13 @@ class ClassificationTask(Task):
         if data.stream:
             return self.streamed_inputs(data, preprocessor, strategy, role)
         config, splits = self.config, data.splits
-        transform = _one_hot(len(data.labels))
+        weights = self.class_weights(data)
         # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
         lengths = {id(split): token_lengths(preprocessor.tokenize, split.texts)
                    for split in (splits.train, splits.validation)}
         bucket_width = DEFAULT_BUCKET_WIDTH if use_length_bucketing(config) else None
 
-        def dataset(split, shuffle=False, keep_lengths=False):
+        def dataset(split, shuffle=False, keep_lengths=False, weighted=False):
             batches = build_dataset(
                 split, data.labels, batch_size=config.train.batch_size, shuffle=shuffle,
                 seed=config.seed, shuffle_buffer=config.train.shuffle_buffer,
@@ -192,6 +240,7 @@ class ClassificationTask(Task):
             )
             if config.preprocessing.in_dataset:
                 batches = tokenize_in_dataset(batches, preprocessor)
+            transform = _one_hot(len(data.labels), weights if weighted else None)
             return batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
 
         # Same seed, same shuffle: the very batches of the first epoch, counted.
@@ -199,10 +248,10 @@ class ClassificationTask(Task):
         logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
                     100 * padding.padded_fraction, "on" if bucket_width else "off")
         if role.kind == "parameter_server":
-            fit_kwargs = self.parameter_server_inputs(data)
+            fit_kwargs = self.parameter_server_inputs(data, weights)
         else:
             batch = config.train.batch_size
-            train = dataset(splits.train, shuffle=True)
+            train = dataset(splits.train, shuffle=True, weighted=True)
             if bucket_width:
                 # Bucketing hides the batch count from tf.data, yet it is the same every epoch
                 # (each bucket's size does not depend on the order): telling Keras the steps
@@ -216,7 +265,22 @@ class ClassificationTask(Task):
             "preprocessing_in_dataset": config.preprocessing.in_dataset,
             "padding": padding.to_dict(),
             "padded_fraction": padding.padded_fraction,
+            "class_weight": describe(weights, data.labels),
         })
+
+    def class_weights(self, data: ClassificationData) -> np.ndarray | None:
+        """`train.class_weight` per label id, counted on the training split (and logged)."""
+        setting = self.config.train.class_weight
+        if setting is None:
+            return None
+        if data.stream:
+            counts = [data.stream.label_counts["train"][label] for label in data.labels]
+        else:
+            counts = np.bincount(encode_labels(data.splits.train, data.labels),
+                                 minlength=len(data.labels))
+        weights = class_weights(setting, data.labels, counts)
+        log_class_weights(weights, data.labels, setting)
+        return weights
 
     def streamed_inputs(self, data: ClassificationData, preprocessor, strategy,
                         role) -> TrainingInputs:
@@ -228,7 +292,7 @@ class ClassificationTask(Task):
                             "under parameter-server training yet; set `data.stream: false` to "
                             "read the files into memory, or use multi_worker_mirrored.")
         workers = len(tf_config().get("cluster", {}).get("worker", [])) or 1
-        transform = _one_hot(len(data.labels))
+        weights = self.class_weights(data)
 
         def dataset(split, shuffle):
             batches = split_dataset(data.stream, split, batch_size=config.train.batch_size,
@@ -236,6 +300,8 @@ class ClassificationTask(Task):
                                     shuffle_buffer=config.train.shuffle_buffer, workers=workers)
             if config.preprocessing.in_dataset:
                 batches = tokenize_in_dataset(batches, preprocessor)
+            # Shuffled is training: only its batches carry the class weights.
+            transform = _one_hot(len(data.labels), weights if shuffle else None)
             return prepare_input(batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE),
                                  strategy, config.train.batch_size)
 
@@ -243,17 +309,20 @@ class ClassificationTask(Task):
         return TrainingInputs(fit_kwargs, data.stream.sizes["train"], {
             "length_bucketing": False, "streamed": True,
             "preprocessing_in_dataset": config.preprocessing.in_dataset,
+            "class_weight": describe(weights, data.labels),
         })
 
-    def parameter_server_inputs(self, data: ClassificationData) -> dict:
-        """`DatasetCreator`s (each worker builds its own pipeline) and explicit step counts."""
+    def parameter_server_inputs(self, data: ClassificationData,
+                                weights: np.ndarray | None = None) -> dict:
+        """`DatasetCreator`s (each worker builds its own pipeline) and explicit step counts;
+        the training batches carry the class `weights`."""
         batch, seed = self.config.train.batch_size, self.config.seed
-        transform = _one_hot(len(data.labels))
 
         def creator(split, shuffle: bool):
             tensors = (np.array(split.texts, dtype=object), encode_labels(split, data.labels))
             if split.weights is not None:
                 tensors += (np.array(split.weights, dtype=np.float32),)
+            transform = _one_hot(len(data.labels), weights if shuffle else None)
             return keras.utils.experimental.DatasetCreator(dataset_function(
                 tensors, batch, shuffle=shuffle, seed=seed, transform=transform,
                 trace=os.environ.get("TFNLP_TRACE_INPUT") == "1"))
@@ -299,6 +368,7 @@ class ClassificationTask(Task):
                 "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)},
             },
             "data": splits.sizes(),
+            **self.pretrained_metrics(),
         }
 
     def evaluate_streamed(self, model, data: ClassificationData, run) -> dict:
@@ -332,7 +402,12 @@ class ClassificationTask(Task):
             "baseline": {"tfidf_logreg": baseline,
                          "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)}},
             "data": data.sizes(),
+            **self.pretrained_metrics(),
         }
+
+    def pretrained_metrics(self) -> dict:
+        """metrics.json's `pretrained_embeddings` entry (none without the vectors)."""
+        return {"pretrained_embeddings": self.pretrained_report} if self.pretrained_report else {}
 
     def summary(self, metrics: dict) -> dict:
         baseline = metrics["baseline"]["tfidf_logreg"]

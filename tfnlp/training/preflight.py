@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from tfnlp.config.schema import PipelineConfig
+from tfnlp.models.word_vectors import vectors_dimension
 from tfnlp.training.resume import BACKUPS_KEPT
 
 
@@ -50,12 +51,37 @@ def run_disk_bytes(config: PipelineConfig) -> int:
     return estimate_parameters(config) * 4 * 3 * (3 + BACKUPS_KEPT) * 2
 
 
+def check_pretrained_embeddings(config: PipelineConfig) -> None:
+    """`model.pretrained_embeddings` readable (its package installed, for a built-in) and of
+    dimension `model.embedding_dim`.
+
+    Raises:
+        PreflightError: the file is missing or unreadable, or the dimensions differ.
+        ImportError: a built-in's package is not installed (names the `pip install`).
+    """
+    model = config.model
+    if model.pretrained_embeddings is None:
+        return
+    try:
+        dimension = vectors_dimension(model.pretrained_embeddings)
+    except (OSError, ValueError) as error:
+        raise PreflightError(f"`model.pretrained_embeddings`: {error}") from None
+    if dimension != model.embedding_dim:
+        raise PreflightError(
+            f"`model.embedding_dim` must equal the dimension of the vectors in "
+            f"`model.pretrained_embeddings` ({model.pretrained_embeddings}: {dimension}). "
+            f"Received: model.embedding_dim={model.embedding_dim}. Set "
+            f"model.embedding_dim={dimension}.")
+
+
 def run_preflight(config: PipelineConfig, run_dir: Path) -> None:
-    """Output directories writable and enough free disk for checkpoints and the export.
+    """Output directories writable, enough free disk for checkpoints and the export, and the
+    pretrained word vectors readable.
 
     Raises:
         PreflightError: the first problem found.
     """
+    check_pretrained_embeddings(config)
     check_writable(run_dir, "--run-dir")
     export_dir = Path(config.export.dir)
     check_writable(export_dir, "export.dir")

@@ -3,7 +3,8 @@
     start   strategy FIRST, this process's role, preflight, run directory, config, seeds,
             precision; non-chief workers write to a temporary directory
     train   data, vocabulary (learned or reused; a stale backup is discarded), the model built
-            in `strategy.scope()`, `model.fit` with the standard callbacks, the NaN guard
+            in `strategy.scope()` (and warm-started from `model.init_from` unless resuming),
+            `model.fit` with the standard callbacks, the NaN guard
     finish  best weights, evaluation, export, plots, metrics.json (with phase timings and
             peak memory); workers clean up
 
@@ -50,11 +51,13 @@ from tfnlp.training.preflight import (
 )
 from tfnlp.training.remote_run import RunMirror
 from tfnlp.training.resume import BACKUPS_KEPT, KeptBackupAndRestore, prepare_resume
-from tfnlp.training.run_directory import RunDirectory
+from tfnlp.training.run_directory import RunDirectory, fingerprint
 from tfnlp.training.run_lock import RunLock
 from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction, is_chief_task
 from tfnlp.training.timings import PhaseTimings, peak_rss_mb
 from tfnlp.training.trained import load_trained, publish_run
+from tfnlp.training.vocabulary_from import borrowed_vocabulary, preprocessor_with
+from tfnlp.training.warm_start import resumed_warm_start, warm_start_run
 
 logger = logging.getLogger("tfnlp")
 
@@ -96,6 +99,9 @@ def prepare_preprocessor(task: Task, data, run: RunDirectory):
     same texts and settings, else learned now (and an interrupted run's backup discarded,
     since its embeddings index the old vocabulary)."""
     key = task.vocabulary_key(data)
+    borrowed = borrowed_vocabulary(task.config)  # `preprocessing.vocabulary_from`
+    if borrowed is not None:
+        key = fingerprint(key, borrowed.tokens)  # another source's tokens: another model
     vocabulary = run.read_vocabulary(key)
     if vocabulary is not None:
         logger.info("vocabulary: reusing %s (%d tokens)", run.vocabulary_file, len(vocabulary))
@@ -104,6 +110,12 @@ def prepare_preprocessor(task: Task, data, run: RunDirectory):
         logger.warning("data or preprocessing changed: discarding the backup in %s",
                        run.backup_dir)
         shutil.rmtree(run.backup_dir)
+    if borrowed is not None:
+        layer = preprocessor_with(task, borrowed)
+        run.write_vocabulary(list(layer.vocabulary), key)
+        logger.info("vocabulary: %d tokens from %s (preprocessing.vocabulary_from)",
+                    layer.vocabulary_size, borrowed.file)
+        return layer
     start = time.perf_counter()
     layer = task.learn_preprocessor(data)
     run.write_vocabulary(list(layer.vocabulary), key)
@@ -127,6 +139,7 @@ class Run:
         parallelism: how the model is spread over this process's devices (data parallelism
             by default; DTensor shards or pipeline stages).
         lock: the chief's hold on `shared` (None on other workers); released on `__exit__`.
+        warm_start: what `model.init_from` loaded (metrics.json's `init_from`), once built.
     """
 
     config: PipelineConfig
@@ -138,6 +151,8 @@ class Run:
     shared: RunDirectory
     parallelism: Parallelism
     lock: RunLock | None = None
+    warm_start: dict | None = None
+    _resuming: bool | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def start(cls, config: PipelineConfig, run_dir: str | Path) -> Run:
@@ -203,15 +218,41 @@ class Run:
             model, fitted = self.parallelism.build(make_models)
             compile_for_training(fitted, self.task, self.config, self.parallelism)
             fix_metric_reduction(fitted, self.strategy)
+        self.warm_start_from_source(fitted, preprocessor)
         return model, fitted
+
+    def warm_start_from_source(self, fitted: keras.Model, preprocessor) -> None:
+        """Loads `model.init_from`'s matching layers into `fitted`; not when resuming, since
+        the backup's weights (which Keras restores in `fit`) must win."""
+        if self.config.model.init_from is None:
+            return
+        if self.resuming():
+            self.warm_start = resumed_warm_start(self.directory, self.shared.backup_dir)
+            return
+
+        def template():  # this pipeline's model, for a checkpoint no run directory describes
+            with precision_scope(self.policy):
+                return self.task.trainable_model(self.task.build_model(preprocessor))
+
+        self.warm_start = warm_start_run(self.config, fitted, self.directory,
+                                         assign_scope=self.strategy.scope, template=template,
+                                         own_dir=self.shared.path)
+
+    def resuming(self) -> bool:
+        """Whether `fit` resumes from a backup; the chief checks (and repairs) it, once."""
+        if self._resuming is None:
+            resuming = self.shared.has_backup
+            if self.role.is_chief:  # the chief repairs the shared backup; workers restore it
+                resuming = resuming and prepare_resume(self.shared.backup_dir,
+                                                       self.config.train.resume)
+            self._resuming = resuming
+        return self._resuming
 
     def fit(self, fitted: keras.Model, data, inputs: TrainingInputs, extra_callbacks=None):
         """`model.fit` with the standard and the task's callbacks, resuming from a backup;
         then the NaN guard. Returns the `EpochSummary` (throughput)."""
-        resuming = self.shared.has_backup
-        if self.role.is_chief:  # the chief repairs the shared backup; workers restore it
-            resuming = resuming and prepare_resume(self.shared.backup_dir,
-                                                   self.config.train.resume)
+        resuming = self.resuming()
+        if self.role.is_chief:
             self.directory.write_checkpoint_identity(self.config)
         callbacks, summary = standard_callbacks(
             self.shared.path, monitor=self.task.monitor(data),
@@ -301,6 +342,8 @@ class Run:
         with timings.phase("plots"):
             if (run.path / "history.csv").is_file():
                 plot_training_curves(run.path / "history.csv", run.path / "training_curves.png")
+        if self.warm_start is not None:
+            metrics["init_from"] = self.warm_start
         metrics["timings"] = timings.to_dict()
         metrics["memory"] = {"peak_rss_mb": peak_rss_mb()}
         run.write_json("metrics.json", metrics)

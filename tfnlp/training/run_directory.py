@@ -112,10 +112,12 @@ class RunDirectory:
             config)
         differences = [f"{key}: {found.get(key)!r} there, {expected[key]!r} here"
                        for key in ("task", "vocabulary") if found.get(key) != expected[key]]
+        # A model key newer than the identity is not compared: the run could not set it.
+        found_model = found.get("model", {})
         differences += [
-            f"model.{key}: {found.get('model', {}).get(key)!r} there, {value!r} here"
+            f"model.{key}: {found_model.get(key)!r} there, {value!r} here"
             for key, value in expected["model"].items()
-            if found.get("model", {}).get(key) != value]
+            if key in found_model and found_model[key] != value]
         if differences:
             raise CheckpointMismatch(
                 f"{self.identity_file.parent}: these checkpoints were trained for another "
