@@ -139,6 +139,8 @@ def test_a_live_lease_elsewhere_refuses_a_second_writer_and_names_it():
         RunMirror(remote, "train").__enter__()
     with pytest.raises(RunDirectoryInUse):  # a reader waits for the writer too
         RunMirror(remote, "evaluate", "reader").__enter__()
+    with RunMirror(remote, "train", "worker") as worker:  # a cluster's other tasks do not
+        assert worker.sync() == 0
     assert json.loads(_read(f"{remote}/{LEASE_NAME}"))["id"] == "other"  # untouched
 
 

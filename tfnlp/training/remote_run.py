@@ -227,7 +227,7 @@ class RunMirror:
         try:
             if self.role == "writer":
                 self._lease.acquire()
-            else:
+            elif self.role == "reader":  # a worker starts beside the chief that holds it
                 self._lease.refuse_if_held()
             count = self.download()
         except BaseException:
