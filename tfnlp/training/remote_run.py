@@ -46,7 +46,7 @@ import types
 import uuid
 from pathlib import Path
 
-from tfnlp.atomic import is_remote, write_json
+from tfnlp.atomic import is_remote, write_bytes, write_json
 from tfnlp.backend import keras, tf
 from tfnlp.logs import add_log_file
 from tfnlp.training.run_lock import LOCK_NAME, RunDirectoryInUse
@@ -101,16 +101,6 @@ def _local_files(root: Path) -> dict[str, tuple[int, int]]:
             stat = path.stat()
             stats[path.relative_to(root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
     return stats
-
-
-def _upload(source: Path, target: str) -> None:
-    """Copies `source` to a temporary object beside `target`, then renames it over: the
-    object appears whole (TensorFlow's `ram://` even appends when a copy overwrites)."""
-    directory, name = target.rsplit("/", 1)
-    temporary = f"{directory}/.{name}.tmp-{os.getpid()}"
-    tf.io.gfile.makedirs(directory)
-    tf.io.gfile.copy(str(source), temporary, overwrite=True)
-    tf.io.gfile.rename(temporary, target, overwrite=True)
 
 
 class Lease:
@@ -258,7 +248,9 @@ class RunMirror:
         changed = sorted((r for r, s in current.items() if self._known.get(r) != s),
                          key=lambda r: (upload_rank(r), r))
         for relative in changed:
-            _upload(self.local / relative, f"{self.remote}/{relative}")
+            # A temporary object renamed into place: it appears whole (TensorFlow's `ram://`
+            # even appends when a copy overwrites an object).
+            write_bytes(f"{self.remote}/{relative}", (self.local / relative).read_bytes())
             self._known[relative] = current[relative]
         if self.role == "writer":
             for relative in sorted(set(self._known) - set(current)):
