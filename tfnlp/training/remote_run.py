@@ -76,9 +76,11 @@ def upload_rank(relative: str) -> int:
 
 
 def _mirrored(relative: str) -> bool:
-    """Not the lock, lease or half-written files (atomic's `.name.tmp`, TF's `*_temp/`)."""
+    """Not the lock, lease or half-written files (atomic's `.name.…tmp` and `name.tmp-PID`,
+    TF's `*_temp/`)."""
     parts = relative.split("/")
     return (parts[-1] not in (LEASE_NAME, LOCK_NAME) and not parts[-1].startswith(".")
+            and ".tmp-" not in parts[-1]
             and not any(part.endswith("_temp") for part in parts[:-1]))
 
 
