@@ -24,7 +24,8 @@ from tfnlp.data import encode_labels
 from tfnlp.data.streaming import split_dataset
 from tfnlp.evaluation import classification_metrics, plot_confusion_matrix
 from tfnlp.export import check_model_name, publish
-from tfnlp.export.ensemble import EnsembleServingModule, member_probabilities, normalized_weights
+from tfnlp.export.classification import served_probabilities
+from tfnlp.export.ensemble import EnsembleServingModule, normalized_weights
 from tfnlp.export.warmup import MAX_WARMUP_TEXTS
 from tfnlp.training.run_directory import RunDirectory
 from tfnlp.training.run_lock import locked
@@ -141,7 +142,7 @@ def held_out(data, split: str, seed: int) -> tuple[list[str], np.ndarray]:
 def probabilities(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """`[len(texts), classes]` probabilities of a string-in classifier, as served."""
     batches = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(batch_size)
-    return np.concatenate([member_probabilities(model, batch).numpy() for batch in batches])
+    return np.concatenate([served_probabilities(model, batch).numpy() for batch in batches])
 
 
 @dataclass

@@ -40,6 +40,11 @@ def text_preprocessor(model: keras.Model):
     )
 
 
+def served_probabilities(model: keras.Model, inputs: tf.Tensor) -> tf.Tensor:
+    """A classifier's `[batch, classes]` probabilities, in float32 whatever its precision."""
+    return tf.nn.softmax(tf.cast(model(inputs, training=False), tf.float32), axis=-1)
+
+
 class ClassifierServingModule(ServingModule):
     """A string-in classifier and its label names, with `serving_default` and `classify`.
 
@@ -83,10 +88,8 @@ class ClassifierServingModule(ServingModule):
 
     def probabilities(self, text):
         if self.portable:
-            logits = self.model(self.preprocessor(text), training=False)
-        else:
-            logits = self._model.value(text, training=False)
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            return served_probabilities(self.model, self.preprocessor(text))
+        return served_probabilities(self._model.value, text)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):

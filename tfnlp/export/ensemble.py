@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfnlp.backend import keras, tf
-from tfnlp.export.classification import ClassifierServingModule
+from tfnlp.export.classification import ClassifierServingModule, served_probabilities
 from tfnlp.export.module import ServingModule, Untracked
 from tfnlp.export.reference import CHECK_TEXTS
 from tfnlp.preprocessing import TextPreprocessor
@@ -39,11 +39,6 @@ def normalized_weights(weights: Sequence[float], members: int) -> list[float]:
         raise ValueError(f"`weights` must be {members} finite numbers >= 0, not all 0. "
                          f"Received: weights={list(weights)!r}.")
     return (values / values.sum()).tolist()
-
-
-def member_probabilities(model: keras.Model, text: tf.Tensor) -> tf.Tensor:
-    """A string-in classifier's `[batch, classes]` probabilities, in float32."""
-    return tf.nn.softmax(tf.cast(model(text, training=False), tf.float32), axis=-1)
 
 
 class EnsembleServingModule(ClassifierServingModule):
@@ -76,7 +71,7 @@ class EnsembleServingModule(ClassifierServingModule):
         self._labels = Untracked(list(labels))
 
     def probabilities(self, text):
-        weighted = [weight * member_probabilities(member, text)
+        weighted = [weight * served_probabilities(member, text)
                     for member, weight in zip(self._members.value, self.member_weights.value)]
         return tf.add_n(weighted)  # (B, C): still sums to 1 per row
 
