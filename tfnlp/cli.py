@@ -130,8 +130,9 @@ def _generate(args) -> int:
 def _bench_lm(args) -> int:
     from tfnlp.bench.lm import run_lm_benchmark
 
-    run_lm_benchmark(args.pipeline, args.out, overrides=args.set, steps=args.steps,
-                     max_tokens=args.max_tokens, batch_sizes=args.batch_sizes)
+    run_lm_benchmark(args.pipeline, args.out, previous=args.previous, overrides=args.set,
+                     steps=args.steps, max_tokens=args.max_tokens,
+                     batch_sizes=args.batch_sizes, policies=args.policies)
     return 0
 
 
@@ -540,10 +541,17 @@ def _add_training_benchmarks(bench_commands) -> None:
                                 help="output directory (default runs/bench/parallel)")
     bench_parallel.set_defaults(handler=_bench_parallel)
     bench_lm = bench_commands.add_parser(
-        "lm", help="language-model tokens/s: training and generation, float32 vs mixed_bfloat16"
+        "lm", help="language-model tokens/s and characters/s, training and generation: the "
+                   "default pipeline beside the previous default"
     )
     bench_lm.add_argument("pipeline", nargs="?", default="pipelines/tweets_lm.yaml",
-                          help="pipeline whose model sizes are measured (default tweets_lm)")
+                          help="the pipeline measured as `default` (default tweets_lm)")
+    bench_lm.add_argument("--previous", default="pipelines/tweets_lm_char.yaml",
+                          help="the pipeline measured as `previous_default` (default "
+                               "tweets_lm_char, the character LSTM)")
+    bench_lm.add_argument("--policies", nargs="+", default=["float32"],
+                          choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                          help="precision policies (default float32)")
     _with_overrides(bench_lm)
     bench_lm.add_argument("--out", default="runs/bench/lm",
                           help="output directory (default runs/bench/lm)")

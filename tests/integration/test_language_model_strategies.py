@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.integration.test_clusters import launch
 
-PIPELINE = str(REPO / "pipelines" / "tweets_lm.yaml")
+PIPELINE = str(REPO / "pipelines" / "tweets_lm_char.yaml")
 # A small character LSTM: each run takes seconds of training on 2 cores.
 TINY_LM = ["data.limit=2000", "train.epochs=1", "language_model.sequence_length=32",
            "language_model.stride=32", "model.embedding_dim=16", "model.units=32",
@@ -24,8 +24,8 @@ def assert_one_export_and_metrics(run_dir, export_dir, strategy, replicas):
     assert metrics["train"]["replicas"] == replicas
     assert metrics["train"]["epochs_run"] == 1
     assert 1.0 < metrics["test"]["perplexity"] < metrics["vocabulary_size"]
-    assert sorted(p.name for p in (export_dir / "tweets_lm").iterdir()) == ["1"]
-    assert metrics["export"]["path"] == str(export_dir / "tweets_lm" / "1")
+    assert sorted(p.name for p in (export_dir / "tweets_lm_char").iterdir()) == ["1"]
+    assert metrics["export"]["path"] == str(export_dir / "tweets_lm_char" / "1")
     for name in ("config.yaml", "vocab.txt", "splits.json", "history.csv",
                  "checkpoints/best.index", "training_curves.png"):
         assert (run_dir / name).is_file(), name

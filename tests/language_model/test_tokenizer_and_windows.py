@@ -167,7 +167,10 @@ def test_language_model_config_is_validated():
     from tfnlp.config import ConfigError, load_pipeline
 
     config = load_pipeline("pipelines/tweets_lm.yaml")
-    assert config.task == "language_model" and config.language_model.tokenizer == "character"
+    assert config.task == "language_model" and config.language_model.tokenizer == "wordpiece"
+    assert config.model.name == "transformer" and config.language_model.tie_embeddings
+    classic = load_pipeline("pipelines/tweets_lm_char.yaml")
+    assert (classic.language_model.tokenizer, classic.model.name) == ("character", "lstm")
     with pytest.raises(ConfigError, match="`model.name` must be 'lstm' or 'transformer'"):
         load_pipeline("pipelines/tweets_lm.yaml", ["model.name=bilstm"])
     with pytest.raises(ConfigError, match="`language_model.stride` must be >= 1"):

@@ -28,7 +28,7 @@ def tiny_lm(tmp_path_factory):
     from tfnlp.training.run import train_pipeline
 
     root = tmp_path_factory.mktemp("tiny_lm")
-    config = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml",
+    config = load_pipeline(REPO / "pipelines" / "tweets_lm_char.yaml",
                            TINY_LM_OVERRIDES + [f"export.dir={root / 'saved_models'}"])
     return train_pipeline(config, root / "run")
 
@@ -186,3 +186,23 @@ def test_predict_refuses_a_language_model_and_says_what_to_use(tiny_lm, capsys):
     assert "`tfnlp generate` continues them" in capsys.readouterr().err
     assert main(["predict", str(tiny_lm.run_dir), "hello"]) == 1
     assert "use `tfnlp generate` for a language model" in capsys.readouterr().err
+
+
+def test_the_default_wordpiece_transformer_reports_bits_per_character(tmp_path):
+    """The shipped default (WordPiece Transformer), tiny: bits/char divides bits/token by the
+    characters a token spans, and the [UNK] share is recorded beside it."""
+    from tfnlp.config import load_pipeline
+    from tfnlp.training.run import train_pipeline
+
+    config = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml", [
+        "data.limit=300", "language_model.vocab_size=300", "language_model.sequence_length=16",
+        "language_model.stride=16", "language_model.keep_best=1", "model.embedding_dim=16",
+        "model.num_heads=2", "model.ff_dim=32", "model.num_layers=1", "train.epochs=1",
+        "train.batch_size=32"])
+    run = train_pipeline(config, tmp_path / "run", export=False)
+    test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert run.metrics["tokenizer"] == "wordpiece"
+    characters_per_token = test["bits_per_token"] / test["bits_per_character"]
+    assert 1.2 < characters_per_token < 6.0
+    assert test["bits_per_token"] == pytest.approx(test["cross_entropy"] / math.log(2.0))
+    assert 0.0 <= test["unknown_token_rate"] < 0.05

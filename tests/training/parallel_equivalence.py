@@ -41,7 +41,7 @@ FAMILIES = {
                                                 f"preprocessing.sequence_length={LENGTH}"]),
     "bilstm": ("tweets_bilstm.yaml", ["preprocessing.in_dataset=true",
                                       f"preprocessing.sequence_length={LENGTH}"]),
-    "transformer_lm": ("tweets_lm.yaml", ["model.name=transformer", "model.num_layers=1",
+    "transformer_lm": ("tweets_lm_char.yaml", ["model.name=transformer", "model.num_layers=1",
                                           f"language_model.sequence_length={LENGTH}",
                                           "language_model.checkpoint_filepath=w"]),
 }

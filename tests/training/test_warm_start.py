@@ -273,7 +273,7 @@ def test_a_resumed_run_keeps_its_backups_weights_not_the_warm_start(tiny_run, tm
 
 
 def test_a_classifier_warm_starts_from_a_wordpiece_language_model(tmp_path):
-    lm = load_pipeline(REPO / "pipelines" / "tweets_lm.yaml", [
+    lm = load_pipeline(REPO / "pipelines" / "tweets_lm_char.yaml", [
         "data.limit=150", "language_model.tokenizer=wordpiece", "language_model.vocab_size=200",
         "language_model.sequence_length=16", "language_model.stride=16",
         "model.embedding_dim=16", "model.units=8", "model.num_layers=1", "train.epochs=1"])

@@ -16,10 +16,10 @@ import numpy as np
 from tfnlp.backend import keras, tf
 from tfnlp.data.corpus import read_corpus, split_corpus
 from tfnlp.data.windows import build_windows, count_windows, token_stream
-from tfnlp.evaluation.language_model import evaluate_language_model, real_word_rate
+from tfnlp.evaluation.language_model import evaluate_language_model, real_word_rate, words
 from tfnlp.export.generation import GenerationModule, per_prompt
 from tfnlp.models.language_model import build_language_model
-from tfnlp.preprocessing.lm_tokenizer import LanguageModelTokenizer
+from tfnlp.preprocessing.lm_tokenizer import UNK_ID, LanguageModelTokenizer
 from tfnlp.tasks.base import Task, TrainingInputs, register_task
 from tfnlp.training.best_k_checkpoint import BestKCheckpoint
 from tfnlp.training.run_directory import fingerprint
@@ -184,7 +184,8 @@ class LanguageModelTask(Task):
     def evaluate(self, model, preprocessor, data: LanguageModelData, run) -> dict:
         """Metrics on non-overlapping windows of the validation and test streams (when long
         enough): cross-entropy, perplexity, bits per token and per character; then the
-        fixed-seed samples and their real-word rate (`samples`)."""
+        fixed-seed samples and their real-word rate (`samples`). Each split also records its
+        share of `[UNK]` tokens (`unknown_token_rate`)."""
         length = self.config.language_model.sequence_length
         streams = data.tokenize(preprocessor)
         metrics = {"pipeline": self.config.name, "task": self.config.task,
@@ -198,6 +199,8 @@ class LanguageModelTask(Task):
                     model, self._windows(streams[name], shuffle=False),
                     characters_per_token(data.splits[name], preprocessor, streams[name]),
                 )
+                # `[UNK]` is cheap to predict and says nothing: its share qualifies the bits.
+                metrics[name]["unknown_token_rate"] = float(np.mean(streams[name] == UNK_ID))
         if data.splits.get("validation"):
             metrics["samples"] = self.samples(model, preprocessor, data)
         return metrics
@@ -216,7 +219,7 @@ class LanguageModelTask(Task):
         written = module.generate_with_options(tf.constant(prompts), **options)["text"]
         texts = [text.decode("utf-8", errors="replace") for text in written.numpy()]
         training = preprocessor.normalize(tf.constant(data.splits["train"])).numpy()
-        known = {word for text in training for word in text.decode("utf-8").split()}
+        known = {word for text in training for word in words(text.decode("utf-8"))}
         rate = real_word_rate(texts, known)
         logger.info("samples: %.1f%% of the words in %d continuations (temperature %.1f) are "
                     "real words", 100 * rate, len(texts), SAMPLE_TEMPERATURE)
