@@ -177,6 +177,26 @@ def test_start_and_step_give_the_full_forward_pass_logits_at_each_position(name)
         np.testing.assert_allclose(logits.numpy(), full[[0, 1], positions], atol=1e-5)
 
 
+def test_the_transformer_cache_hands_over_to_the_window_past_its_context():
+    """Context 4: cached steps while the text fits, then re-read windows; at every step the
+    logits are the forward pass over the last (at most) 4 tokens."""
+    model = build_language_model(ModelConfig(name="transformer", **SMALL), 30, context_length=4)
+    ids = np.random.default_rng(3).integers(3, 30, size=(2, 9)).astype(np.int32)
+    prompts = tf.ragged.constant([ids[0, :3].tolist(), ids[1, :1].tolist()], dtype=tf.int32)
+    _, state = model.start(prompts, 6)
+    cached_keys, _ = state[2][0]
+    lengths = np.array([3, 1])
+    for i in range(6):
+        positions = lengths + i
+        logits, state = model.step(tf.constant(ids[[0, 1], positions]), state)
+        expected = [model(ids[[row], max(0, p - 3): p + 1]).numpy()[0, -1]
+                    for row, p in enumerate(positions)]
+        np.testing.assert_allclose(logits.numpy(), np.stack(expected), atol=1e-5)
+        if i == 0:  # the first step wrote its key into the cache
+            assert not np.allclose(state[2][0][0].numpy()[0, 3], 0.0)
+    assert cached_keys.shape == (2, 4, 2, 8)
+
+
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
 def test_next_token_logits_are_the_last_position_of_the_forward_pass(name):
     model = build_language_model(ModelConfig(name=name, **SMALL), 30, context_length=4)

@@ -7,7 +7,9 @@ Two families share one interface so training, evaluation and decoding treat them
   so generation costs one step per token.
 * `TransformerLanguageModel`: a causal, pre-LayerNorm Transformer decoder with learned
   position embeddings and optionally tied input/output embeddings. It sees at most
-  `context_length` tokens; generation re-reads the last `context_length` tokens every step.
+  `context_length` tokens. Generation keeps each block's keys and values (a KV cache), so a
+  step costs one token's work; past `context_length` tokens it re-reads the last
+  `context_length` tokens every step.
 
 Both compute their logits in float32 whatever the mixed-precision policy, and both decode
 through the same graph-friendly methods (`tfnlp.models.decoding.generate_ids` calls them):
@@ -43,9 +45,52 @@ class CausalTransformerBlock(TransformerEncoderBlock):
         x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
         x = self.attention(x, x, use_causal_mask=True, training=training)
         residual = inputs + self.dropout_layer(x, training=training)
-        x = tf.cast(self.ff_norm(residual), self.compute_dtype)
-        x = self.ff_output(self.ff_hidden(x))
-        return residual + self.dropout_layer(x, training=training)
+        return residual + self.feed_forward(residual, training=training)
+
+    # Cached decoding. Keras' MultiHeadAttention has no key/value cache, so these call its own
+    # projections and attention math (the sub-layers `call` builds) on cached keys and values:
+    # the same weights and operations as `call` in inference mode.
+    def call_and_cache(self, inputs):
+        """`call` in inference mode, also returning the keys and values of every position.
+
+        Args:
+            inputs: `[batch, length, width]`.
+
+        Returns:
+            The outputs `[batch, length, width]` and `(keys, values)`, each
+            `[batch, length, heads, key_dim]`.
+        """
+        x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
+        keys, values = self.attention._key_dense(x), self.attention._value_dense(x)
+        causal = self.attention._compute_causal_mask(x)  # (1, length, length)
+        return self._attend(inputs, x, keys, values, causal), (keys, values)
+
+    def cached_call(self, inputs, cache, positions):
+        """One token per row, attending to itself and the cached earlier positions.
+
+        Args:
+            inputs: `[batch, 1, width]`, each row's token at `positions` `[batch]`.
+            cache: `(keys, values)`, each `[batch, slots, heads, key_dim]`; slots at and
+                after each row's position are never read.
+
+        Returns:
+            The outputs `[batch, 1, width]` and the cache with this token's key and value
+            written at its position.
+        """
+        x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
+        slots = tf.stack([tf.range(tf.shape(x)[0]), positions], axis=1)  # (B, 2)
+        keys = tf.tensor_scatter_nd_update(cache[0], slots, self.attention._key_dense(x)[:, 0])
+        values = tf.tensor_scatter_nd_update(cache[1], slots,
+                                             self.attention._value_dense(x)[:, 0])
+        visible = tf.range(tf.shape(keys)[1])[None, None, :] <= positions[:, None, None]
+        return self._attend(inputs, x, keys, values, visible), (keys, values)
+
+    def _attend(self, inputs, normed, keys, values, mask):
+        attention = self.attention
+        context, _ = attention._compute_attention(
+            attention._query_dense(normed), keys, values, attention_mask=mask, training=False)
+        residual = inputs + attention._output_dense(context)
+        return residual + self.feed_forward(residual, training=False)
 
 
 @keras.saving.register_keras_serializable(package="tfnlp")
@@ -291,7 +336,10 @@ class TransformerLanguageModel(keras.Model):
         x = self.dropout_layer(self.positions(x), training=training)
         for block in self.blocks:
             x = block(x, training=training)
-        x = self.final_norm(x)
+        return self.logits(self.final_norm(x))
+
+    def logits(self, x):
+        """float32 next-token logits from final-norm outputs `[..., width]`."""
         if self.tie_embeddings:
             matrix = tf.cast(self.embedding.embeddings, tf.float32)
             return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
@@ -322,36 +370,37 @@ class TransformerLanguageModel(keras.Model):
         def block_run(block):
             return lambda x, training=None: block(x, training=training)
 
-        def logits(x, training=None):
-            if self.tie_embeddings:
-                matrix = tf.cast(self.embedding.embeddings, tf.float32)
-                return tf.matmul(tf.cast(x, tf.float32), matrix, transpose_b=True)
-            return self.logits_layer(x)
-
         return [
             ("embedding", [self.embedding], embed),
             ("positions", [self.positions, self.dropout_layer], positions),
             *[(block.name, [block], block_run(block)) for block in self.blocks],
             ("final_norm", [self.final_norm], lambda x, training=None: self.final_norm(x)),
-            ("logits", [] if self.tie_embeddings else [self.logits_layer], logits),
+            ("logits", [] if self.tie_embeddings else [self.logits_layer],
+             lambda x, training=None: self.logits(x)),
         ]
 
     def start(self, prompt_ids: tf.RaggedTensor, max_tokens):
-        """Reads the prompts into a token buffer; returns (next-token logits, state).
+        """Reads the prompts; returns (next-token logits, state).
+
+        While every row is shorter than `context_length`, `step` runs one token through the
+        blocks against each block's cached keys and values. Longer texts no longer fit the
+        position table: `step` then re-reads each row's last `context_length` tokens.
 
         Args:
             prompt_ids: int32 `RaggedTensor` `[batch, (length)]`, no empty rows.
             max_tokens: int scalar, the most tokens `step` will be fed (sizes the buffer).
 
         Returns:
-            float32 logits `[batch, vocab]` and the state `(buffer, positions)`: every token so
-            far `[batch, length + max_tokens + context_length]` and each row's count `[batch]`.
+            float32 logits `[batch, vocab]` and the state `(buffer, positions, cache)`: every
+            token so far `[batch, length + max_tokens + context_length]`, each row's count
+            `[batch]`, and per block `(keys, values)` for the first `context_length`
+            positions, each `[batch, context_length, heads, key_dim]`.
 
         Example:
             >>> model = TransformerLanguageModel(30, 4, embedding_dim=8, num_heads=2)
             >>> logits, state = model.start(tf.ragged.constant([[3, 4, 5], [6]]), 10)
-            >>> logits.shape, state[1].numpy().tolist()
-            (TensorShape([2, 30]), [3, 1])
+            >>> logits.shape, state[1].numpy().tolist(), state[2][0][0].shape
+            (TensorShape([2, 30]), [3, 1], TensorShape([2, 4, 2, 4]))
         """
         ids = tf.cast(prompt_ids.to_tensor(), tf.int32)  # (B, T)
         lengths = tf.cast(prompt_ids.row_lengths(), tf.int32)  # (B,)
@@ -359,14 +408,26 @@ class TransformerLanguageModel(keras.Model):
         # Room for the prompt, every generated token and a window reaching past the end.
         padding = tf.zeros([tf.shape(ids)[0], max_tokens + self.context_length], tf.int32)
         buffer = tf.concat([ids, padding], axis=1)  # (B, T + max_tokens + context)
-        return self._window_logits(buffer, lengths), (buffer, lengths)
+        if not self.built:
+            self(ids[:, :1])  # the cached path reads sub-layers that only a call creates
+
+        def cached():
+            logits, cache = self._prompt_with_cache(ids)
+            return _last_logits(logits, lengths), cache
+
+        def windowed():
+            return self._window_logits(buffer, lengths), self._empty_cache(tf.shape(ids)[0])
+
+        logits, cache = tf.cond(tf.shape(ids)[1] <= self.context_length, cached, windowed)
+        return logits, (buffer, lengths, cache)
 
     def step(self, token, state):
-        """Appends one token per row and re-reads the last `context_length` tokens.
+        """Appends one token per row: one token's work against the cache, or (past
+        `context_length` tokens) a re-read of each row's last `context_length` tokens.
 
         Args:
             token: int32 `[batch]`.
-            state: `(buffer, positions)` from `start` or the previous `step`.
+            state: `(buffer, positions, cache)` from `start` or the previous `step`.
 
         Returns:
             float32 logits `[batch, vocab]` of the token after `token`, and the new state.
@@ -378,11 +439,48 @@ class TransformerLanguageModel(keras.Model):
             >>> logits.shape, state[1].numpy().tolist()
             (TensorShape([1, 30]), [3])
         """
-        buffer, positions = state
+        buffer, positions, cache = state
         rows = tf.range(tf.shape(buffer)[0])
         buffer = tf.tensor_scatter_nd_update(buffer, tf.stack([rows, positions], axis=1), token)
-        positions += 1
-        return self._window_logits(buffer, positions), (buffer, positions)
+
+        def cached():
+            return self._cached_step(token, positions, cache)
+
+        def windowed():
+            return self._window_logits(buffer, positions + 1), cache
+
+        # Every row's new token must fit the position table for the cached step.
+        logits, cache = tf.cond(tf.reduce_max(positions) < self.context_length, cached,
+                                windowed)
+        return logits, (buffer, positions + 1, cache)
+
+    def _prompt_with_cache(self, ids):
+        """Logits `[batch, length, vocab]` of `length <= context_length` ids, and the cache."""
+        x = self.positions(self.embedding(ids))
+        slots = self.context_length - tf.shape(ids)[1]
+        cache = []
+        for block in self.blocks:
+            x, (keys, values) = block.call_and_cache(x)
+            padding = [[0, 0], [0, slots], [0, 0], [0, 0]]
+            cache.append((tf.pad(keys, padding), tf.pad(values, padding)))
+        return self.logits(self.final_norm(x)), tuple(cache)
+
+    def _cached_step(self, token, positions, cache):
+        x = self.embedding(token[:, None])  # (B, 1, E)
+        table = tf.gather(self.positions.position_embeddings, positions)[:, None]  # (B, 1, E)
+        x = x + tf.cast(table, x.dtype)
+        new_cache = []
+        for block, block_cache in zip(self.blocks, cache):
+            x, block_cache = block.cached_call(x, block_cache, positions)
+            new_cache.append(block_cache)
+        logits = self.logits(self.final_norm(x))[:, 0]  # (B, V)
+        return tf.cast(logits, tf.float32), tuple(new_cache)
+
+    def _empty_cache(self, batch_size):
+        heads = self.num_heads
+        shape = [batch_size, self.context_length, heads, self.embedding_dim // heads]
+        zeros = tf.zeros(shape, self.blocks[0].compute_dtype)
+        return tuple((zeros, zeros) for _ in self.blocks)
 
     def _window_logits(self, buffer, positions):
         """float32 `[batch, vocab]` logits after each row's first `positions` buffer tokens."""

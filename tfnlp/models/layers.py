@@ -125,9 +125,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
         x = tf.cast(self.attention_norm(inputs), self.compute_dtype)
         x = self.attention(x, x, attention_mask=attention_mask, training=training)
         residual = inputs + self.dropout_layer(x, training=training)
+        return residual + self.feed_forward(residual, training=training)
+
+    def feed_forward(self, residual, training=None):
+        """Dropout(FFN(LN(residual))): the block's second half, before its residual add."""
         x = tf.cast(self.ff_norm(residual), self.compute_dtype)
-        x = self.ff_output(self.ff_hidden(x))
-        return residual + self.dropout_layer(x, training=training)
+        return self.dropout_layer(self.ff_output(self.ff_hidden(x)), training=training)
 
     def compute_mask(self, inputs, mask=None):
         return mask

@@ -124,18 +124,26 @@ def filter_logits(logits: tf.Tensor, top_k, top_p) -> tf.Tensor:
     """
     vocab = tf.shape(logits)[-1]
     top_k = per_row(top_k, logits, tf.int32)  # (B,)
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
-    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
-    kth_largest = tf.gather(ranked, k - 1, batch_dims=1)[:, None]  # (B, 1)
-    logits = tf.where(logits < kth_largest, MASKED_LOGIT, logits)
-
     top_p = per_row(top_p, logits, tf.float32)[:, None]  # (B, 1)
-    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
-    # Probability mass of the tokens ranked above each one: keep while it is below top_p.
-    mass_before = tf.cumsum(tf.nn.softmax(ranked, axis=-1), axis=-1, exclusive=True)
-    keep = tf.logical_or(mass_before < top_p, top_p >= 1.0)
-    smallest_kept = tf.reduce_min(tf.where(keep, ranked, -MASKED_LOGIT), axis=-1, keepdims=True)
-    return tf.where(logits < smallest_kept, MASKED_LOGIT, logits)
+    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+
+    def filtered():
+        # One sort serves both cuts: masking below the k-th largest keeps the order.
+        ranked = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
+        kth_largest = tf.gather(ranked, k - 1, batch_dims=1)[:, None]  # (B, 1)
+        ranked = tf.where(ranked < kth_largest, MASKED_LOGIT, ranked)
+        # Probability mass of the tokens ranked above each one: keep while it is below top_p.
+        mass_before = tf.cumsum(tf.nn.softmax(ranked, axis=-1), axis=-1, exclusive=True)
+        keep = tf.logical_or(mass_before < top_p, top_p >= 1.0)
+        smallest_kept = tf.reduce_min(tf.where(keep, ranked, -MASKED_LOGIT), axis=-1,
+                                      keepdims=True)
+        smallest_kept = tf.maximum(smallest_kept, kth_largest)
+        return tf.where(logits < smallest_kept, MASKED_LOGIT, logits)
+
+    # Sorting the vocabulary is most of a decoding step's cost at large batches: skip it when
+    # no row asks for a cut.
+    cuts = tf.logical_or(tf.reduce_any(k < vocab), tf.reduce_any(top_p < 1.0))
+    return tf.cond(cuts, filtered, lambda: tf.identity(logits))
 
 
 class Sampler:
