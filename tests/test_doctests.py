@@ -54,6 +54,8 @@ DOCTEST_MODULES = [
     "tfnlp.training.resume",
     "tfnlp.training.timings",
     "tfnlp.training.class_weights",
+    "tfnlp.training.pretraining",
+    "tfnlp.training.unfreezing",
     "tfnlp.training.comms",
     "tfnlp.models.layers",
     "tfnlp.training.pipeline",

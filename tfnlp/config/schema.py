@@ -306,6 +306,13 @@ class TrainConfig:
             {label: weight} weighs the labels named (the others 1). They multiply the
             `data.weight_column` weights of the training batches; validation is unweighted.
             None: off.
+        unfreeze: "gradual" (ULMFiT, `tfnlp.training.unfreezing`): the first epoch trains
+            only the top layer group (the classifier head), each later epoch one group more
+            (e.g. lstm_1, then lstm_0, then embedding); "none" trains every layer throughout.
+        layer_lr_decay: discriminative learning rates: the top layer group learns at
+            `learning_rate`, the group d below it at `learning_rate * layer_lr_decay**d`
+            (each variable's update is scaled, which Adam's gradient-scale invariance needs).
+            1.0: off.
     """
 
     epochs: int = bounded(8, 1)
@@ -320,6 +327,43 @@ class TrainConfig:
     resume: Literal["strict", "auto"] = "strict"
     class_weight: Literal["balanced"] | dict[str, float] | None = checked(
         _is_class_weight, "'balanced' or a mapping of label names to weights >= 0", None)
+    unfreeze: Literal["none", "gradual"] = "none"
+    layer_lr_decay: float = checked(lambda value: 0.0 < value <= 1.0,
+                                    "above 0 and at most 1 (1.0 turns it off)", 1.0)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """A language model pretrained on this pipeline's own training texts, then fine-tuned.
+
+    `tfnlp.training.pretraining` trains a WordPiece LSTM language model (`model.embedding_dim`,
+    `units`, `num_layers`; this pipeline's normalisation, `vocab_size` and vocabulary learner)
+    on the training split's texts only, so no validation or test text is ever seen, in
+    `<run>/pretrain/`. The classifier then takes its vocabulary (as
+    `preprocessing.vocabulary_from`) and its matching layers (as `model.init_from`, limited
+    by `model.init_layers` when set). A finished pretraining run with identical settings and
+    texts is reused, not retrained; an interrupted one resumes from its backup.
+
+    Attributes:
+        epochs: the language model's passes over the texts.
+        sequence_length: tokens per training window.
+        stride: tokens between window starts (equal to sequence_length: no overlap).
+        batch_size: the language model's global batch.
+        learning_rate: the language model's AdamW learning rate.
+        dropout: the language model's dropout; None: `model.dropout`.
+        validation_fraction: the share of the training texts held out to validate the
+            language model (its best checkpoint is picked on them).
+        test_fraction: the share held out for its test bits/character.
+    """
+
+    epochs: int = bounded(2, 1)
+    sequence_length: int = bounded(64, 2)
+    stride: int = bounded(64, 1)
+    batch_size: int = bounded(64, 1)
+    learning_rate: float = bounded(2e-3, 1e-8, 10.0)
+    dropout: float | None = bounded(None, 0.0, 0.99)
+    validation_fraction: float = bounded(0.05, 0.0, 1.0)
+    test_fraction: float = bounded(0.05, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -645,6 +689,7 @@ class PipelineConfig:
         export: see `ExportConfig`.
         language_model: see `LanguageModelConfig`.
         compression: see `CompressionConfig`.
+        pretrain: see `PretrainConfig`; None: no pretraining stage.
     """
 
     name: str = checked(SAFE_NAME.match, _SAFE_NAME_EXPECTATION)
@@ -659,6 +704,7 @@ class PipelineConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    pretrain: PretrainConfig | None = None
 
     def validate(self) -> None:
         """Checks every field rule, then the rules between fields.
@@ -705,15 +751,18 @@ class PipelineConfig:
             raise FieldError("model.name", f"{names} for `task: language_model`", model.name)
         _validate_warm_start(self)
         _validate_pretrained_embeddings(self)
+        _validate_fine_tuning(self)
+        _validate_pretrain(self)
         self.distribute.validate(self)
 
 
 def _validate_warm_start(config: PipelineConfig) -> None:
     """The rules of `model.init_from` / `init_layers` and `preprocessing.vocabulary_from`."""
     model = config.model
-    if model.init_layers is not None and model.init_from is None:
+    if model.init_layers is not None and model.init_from is None and config.pretrain is None:
         raise FieldError("model.init_layers", "null unless `model.init_from` names the run or "
-                         "checkpoint to load them from", model.init_layers)
+                         "checkpoint to load them from (or `pretrain` trains it)",
+                         model.init_layers)
     for key, value in (("model.init_from", model.init_from),
                        ("preprocessing.vocabulary_from", config.preprocessing.vocabulary_from)):
         if value is not None and "://" in value:
@@ -740,3 +789,61 @@ def _validate_pretrained_embeddings(config: PipelineConfig) -> None:
         raise FieldError("model.embedding_dim", f"{dimension}, the dimension of "
                          f"`model.pretrained_embeddings: {model.pretrained_embeddings}`; set "
                          f"model.embedding_dim={dimension}", model.embedding_dim)
+
+
+# The strategies a gradual unfreezing or a pretraining stage runs under (one process, whose
+# model's train function can be rebuilt between epochs and which can train a second run).
+FINE_TUNING_STRATEGIES = ("auto", "default", "one_device", "mirrored")
+
+
+def _validate_fine_tuning(config: PipelineConfig) -> None:
+    """The rules of `train.unfreeze` and `train.layer_lr_decay`."""
+    train, distribute = config.train, config.distribute
+    for key, value, off in (("unfreeze", train.unfreeze, "none"),
+                            ("layer_lr_decay", train.layer_lr_decay, 1.0)):
+        if value == off:
+            continue
+        if config.task != "classification":
+            raise FieldError(f"train.{key}", f"{off!r} for `task: {config.task}` (layer groups "
+                             "are a classifier's, fine-tuned from a pretrained model)", value)
+        if distribute.strategy not in FINE_TUNING_STRATEGIES or distribute.pipeline:
+            raise FieldError(
+                f"train.{key}", f"{off!r} under `distribute.strategy: {distribute.strategy}`"
+                + (" with `distribute.pipeline`" if distribute.pipeline else "")
+                + f"; fine-tune under one of {', '.join(FINE_TUNING_STRATEGIES)}", value)
+
+
+def _validate_pretrain(config: PipelineConfig) -> None:
+    """The rules of the `pretrain:` section and what it needs elsewhere."""
+    pretrain = config.pretrain
+    if pretrain is None:
+        return
+    if config.task != "classification":
+        raise FieldError("pretrain", f"null for `task: {config.task}` (it pretrains a language "
+                         "model for a classifier)", pretrain)
+    supplied = "the pretraining run in <run>/pretrain supplies it; unset it or remove `pretrain`"
+    for key, value in (("model.init_from", config.model.init_from),
+                       ("preprocessing.vocabulary_from", config.preprocessing.vocabulary_from),
+                       ("model.pretrained_embeddings", config.model.pretrained_embeddings)):
+        if value is not None:
+            raise FieldError(key, f"null with `pretrain` ({supplied})", value)
+    if config.model.name != "lstm":
+        raise FieldError("model.name", "'lstm' with `pretrain`: the language model is a "
+                         "unidirectional LSTM, whose layers load into an `lstm` classifier's",
+                         config.model.name)
+    if config.preprocessing.tokenizer != "wordpiece":
+        raise FieldError("preprocessing.tokenizer", "'wordpiece' with `pretrain` (the language "
+                         "model learns a WordPiece vocabulary the classifier reuses)",
+                         config.preprocessing.tokenizer)
+    data = config.data
+    if data.stream or any(character in data.source for character in "*?["):
+        raise FieldError("data.source", "one file or a built-in dataset with `pretrain` (the "
+                         "language model reads every training text, in memory)", data.source)
+    if config.distribute.strategy not in FINE_TUNING_STRATEGIES or config.distribute.pipeline:
+        raise FieldError("distribute.strategy", f"one of {', '.join(FINE_TUNING_STRATEGIES)} "
+                         "without `distribute.pipeline` with `pretrain`",
+                         config.distribute.strategy)
+    if pretrain.validation_fraction + pretrain.test_fraction >= 1.0:
+        raise FieldError("pretrain.test_fraction", "below 1 - `pretrain.validation_fraction` = "
+                         f"{1.0 - pretrain.validation_fraction:g}, so that some texts are "
+                         "left to pretrain on", pretrain.test_fraction)

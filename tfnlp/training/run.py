@@ -2,7 +2,8 @@
 
     start   strategy FIRST, this process's role, preflight, run directory, config, seeds,
             precision; non-chief workers write to a temporary directory
-    train   data, vocabulary (learned or reused; a stale backup is discarded), the model built
+    train   data, the `pretrain:` language model (trained or reused, `tfnlp.training.pretraining`),
+            vocabulary (learned or reused; a stale backup is discarded), the model built
             in `strategy.scope()` (and warm-started from `model.init_from` unless resuming),
             `model.fit` with the standard callbacks, the NaN guard
     finish  best weights, evaluation, export, plots, metrics.json (with phase timings and
@@ -49,6 +50,7 @@ from tfnlp.training.preflight import (
     run_disk_bytes,
     run_preflight,
 )
+from tfnlp.training.pretraining import PRETRAIN_DIR, pretrain_language_model, with_pretrained
 from tfnlp.training.remote_run import RunMirror
 from tfnlp.training.resume import BACKUPS_KEPT, KeptBackupAndRestore, prepare_resume
 from tfnlp.training.run_directory import RunDirectory, fingerprint
@@ -56,6 +58,11 @@ from tfnlp.training.run_lock import RunLock
 from tfnlp.training.strategy import TaskRole, create_strategy, fix_metric_reduction, is_chief_task
 from tfnlp.training.timings import PhaseTimings, peak_rss_mb
 from tfnlp.training.trained import load_trained, publish_run
+from tfnlp.training.unfreezing import (
+    GradualUnfreezing,
+    layer_rate_factors,
+    with_layer_rates,
+)
 from tfnlp.training.vocabulary_from import borrowed_vocabulary, preprocessor_with
 from tfnlp.training.warm_start import resumed_warm_start, warm_start_run
 
@@ -76,11 +83,23 @@ def compile_for_training(model: keras.Model, task: Task, config: PipelineConfig,
 
     Called inside `precision_scope`: the global policy is the run's policy. `parallelism`
     supplies the optimizer (DTensor's mesh-aware one, or a reduced-precision all-reduce).
+    With `train.layer_lr_decay` below 1, each layer group's updates are scaled by its factor
+    (`tfnlp.training.unfreezing`).
     """
     parallelism = parallelism or Parallelism(config)
-    optimizer = parallelism.optimizer(
-        keras.optimizers.AdamW, learning_rate=config.train.learning_rate,
-        weight_decay=config.train.weight_decay)
+    decay = config.train.layer_lr_decay
+    options = {"learning_rate": config.train.learning_rate,
+               "weight_decay": config.train.weight_decay}
+    if decay == 1.0:
+        optimizer = parallelism.optimizer(keras.optimizers.AdamW, **options)
+    else:
+        factors = layer_rate_factors(model, decay)
+        optimizer = parallelism.optimizer(with_layer_rates(keras.optimizers.AdamW),
+                                          factors=factors, **options)
+        optimizer.set_model(model)
+        logger.info("layer learning rates: %s", ", ".join(
+            f"{name} {config.train.learning_rate * factor:.3g}"
+            for name, factor in factors.items()))
     policy = keras.mixed_precision.global_policy().name
     model.compile(optimizer=with_loss_scaling(optimizer, policy), loss=task.loss(),
                   metrics=task.metrics())
@@ -238,6 +257,14 @@ class Run:
                                          assign_scope=self.strategy.scope, template=template,
                                          own_dir=self.shared.path)
 
+    def use_pretrained(self, directory: Path) -> None:
+        """Fine-tunes from the `pretrain:` stage's language model in `directory` (its
+        vocabulary and layers); config.yaml keeps the pipeline as written."""
+        self.config = with_pretrained(self.config, directory)
+        self.task.config = self.config
+        # The same initial weights whether the language model was trained now or reused.
+        keras.utils.set_random_seed(self.config.seed)
+
     def resuming(self) -> bool:
         """Whether `fit` resumes from a backup; the chief checks (and repairs) it, once."""
         if self._resuming is None:
@@ -261,6 +288,8 @@ class Run:
             strategy_name=type(self.strategy).__name__,
         )
         callbacks += self.task.callbacks(self.directory, fresh_start=not resuming)
+        if self.config.train.unfreeze == "gradual":
+            callbacks.append(GradualUnfreezing())
         callbacks = worker_callbacks(callbacks + list(extra_callbacks or []), self.role,
                                      self.directory.path)
         if resuming:
@@ -393,6 +422,11 @@ def train_pipeline(
         with timings.phase("data"):
             data = run.task.read_data()
             run.task.record_data(data, run.directory)
+        if config.pretrain is not None:
+            with timings.phase("pretrain"):
+                run.use_pretrained(pretrain_language_model(
+                    run.config, run.task.training_texts, run.shared.path / PRETRAIN_DIR,
+                    train_pipeline))
         with timings.phase("vocabulary"):
             preprocessor = prepare_preprocessor(run.task, data, run.directory)
         with timings.phase("model"):
