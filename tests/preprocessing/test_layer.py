@@ -179,13 +179,32 @@ def test_both_wordpiece_learners_give_what_fast_wordpiece_reads(learner):
     pieces = learn_vocabulary(counts, tokenizer="wordpiece", vocab_size=30, learner=learner)
     assert pieces[:2] == RESERVED_TOKENS and len(pieces) == len(set(pieces)) <= 30
     assert "car" in pieces and "##s" in pieces
-    if learner == "tensorflow_text":  # the Hugging Face trainer breaks ties per process
-        assert pieces == learn_vocabulary(counts, tokenizer="wordpiece", vocab_size=30,
-                                          learner=learner)
+    assert pieces == learn_vocabulary(counts, tokenizer="wordpiece", vocab_size=30,
+                                      learner=learner)
     layer = TextPreprocessor(pieces, sequence_length=8)
     ids = layer(tf.constant(["cars carpet"])).numpy()[0]
     # Every word splits into known pieces (no [UNK]): "car ##s car ##pet"-like.
     assert 1 not in ids and (ids > 0).sum() >= 2
+
+
+def test_the_hugging_face_learner_breaks_ties_the_same_way_every_time():
+    # Seven equally frequent merges "a" + "##x", room for two. The trainer breaks such ties
+    # by the ids it gave "##x", which it numbers in hash order (random per call) unless
+    # they are pinned: pinned in sorted order, "ab" and "ac" win every time.
+    counts = collections.Counter({w: 5 for w in ["ah", "ag", "af", "ae", "ad", "ac", "ab"]})
+    for _ in range(5):
+        pieces = learn_vocabulary(counts, tokenizer="wordpiece", vocab_size=19,
+                                  learner="huggingface")
+        assert pieces[-2:] == ["ab", "ac"] and len(pieces) == 19
+
+
+def test_the_hugging_face_learner_leaves_out_words_with_the_rarest_characters(monkeypatch):
+    # The alphabet is cut here, ties by code point, not in the trainer's hash order.
+    # "d" and "e" are equally rare and there is room for one of them: "d" stays.
+    monkeypatch.setattr("tfnlp.preprocessing.vocabulary.MAX_UNIQUE_CHARACTERS", 4)
+    counts = collections.Counter({"abc": 4, "abe": 1, "abd": 1})
+    pieces = learn_vocabulary(counts, tokenizer="wordpiece", vocab_size=30)
+    assert {"d", "##d"} <= set(pieces) and not {"e", "##e"} & set(pieces)
 
 
 def test_an_unknown_learner_is_refused():

@@ -7,7 +7,7 @@ Three contenders on the same texts (the tweets, repeated to ~16 MB):
 - nltk: the classic Python recipe, `TweetTokenizer` after a `clean_text` (lower-case, `re.sub`
   digits, `str.translate` punctuation) and a stop-word filter;
 - hf_tokenizers: Hugging Face `tokenizers` WordPiece with the same vocabulary (`encode_batch`),
-  when the optional package is installed (`pip install "tfnlp[bench]"`).
+  when the optional package is installed (a dependency of tfnlp).
 
 Writes `bench_preprocess.json` and `bench_preprocess.png` in the output directory.
 """
@@ -113,7 +113,8 @@ def time_hf_tokenizers(texts: list[str], vocabulary: list[str], batch_size: int 
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     except ImportError:
         raise ImportError(
-            "The Hugging Face comparison needs `tokenizers`: pip install 'tfnlp[bench]'."
+            "The Hugging Face comparison needs `tokenizers`, a dependency of tfnlp: "
+            "pip install tokenizers."
         ) from None
     tokenizer = Tokenizer(models.WordPiece(
         {token: i for i, token in enumerate(vocabulary)}, unk_token=UNK_TOKEN))
@@ -157,7 +158,7 @@ def bench_preprocess(out_dir: str | Path, *, repeat: int = 4, limit: int | None 
 
         contenders["hf_tokenizers"] = lambda: time_hf_tokenizers(texts, layer.vocabulary)
     except ImportError:
-        skipped["hf_tokenizers"] = "not installed: pip install 'tfnlp[bench]'"
+        skipped["hf_tokenizers"] = "not installed: pip install tokenizers"
     runs = {}
     progress = keras.utils.Progbar(len(contenders), stateful_metrics=["run"], unit_name="run")
     for index, (name, run) in enumerate(contenders.items()):

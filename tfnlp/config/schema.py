@@ -202,11 +202,11 @@ class PreprocessingConfig:
         tokenizer: WordPiece handles the misspellings and rare words of tweets better than
             whole words.
         vocab_size: learned from the training split only; tweets need few: 8k covers them well.
-        vocabulary_learner: the WordPiece trainer: "tensorflow_text" (its Python learner,
-            ~80 s on the tweets, deterministic) or "huggingface" (the `tokenizers` library,
-            `pip install 'tfnlp[huggingface]'`: ~1.5 s, but its tie-breaking between equally
-            frequent merges differs per process, so reruns may learn other vocabularies). Also
-            used by `task: language_model` with `language_model.tokenizer: wordpiece`.
+        vocabulary_learner: the WordPiece trainer: "huggingface" (the `tokenizers` library's
+            Rust trainer, ~1 s on the tweets, its tie-breaking made deterministic) or
+            "tensorflow_text" (tensorflow-text's Python learner, ~13 s on the tweets: the
+            vocabularies of runs made before the default changed). Both are deterministic.
+            Also used by `task: language_model` with `language_model.tokenizer: wordpiece`.
         vocab_sample: streamed data: the vocabulary is learned from a seeded sample of this
             many training texts (in-memory data uses every training text).
         sequence_length: the longest tweet is ~60 tokens after punctuation splitting; longer
@@ -227,7 +227,7 @@ class PreprocessingConfig:
     stopwords_file: str | None = None
     tokenizer: Literal["word", "wordpiece"] = "wordpiece"
     vocab_size: int = bounded(8000, 16)
-    vocabulary_learner: Literal["tensorflow_text", "huggingface"] = "tensorflow_text"
+    vocabulary_learner: Literal["huggingface", "tensorflow_text"] = "huggingface"
     vocab_sample: int = bounded(200_000, 100)
     sequence_length: int = bounded(64, 1)
     in_dataset: bool = False

@@ -35,7 +35,11 @@ def tfidf_logreg_baseline(train_texts, y_train, test_texts, y_test, labels, seed
     start = time.perf_counter()
     pipeline = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        LogisticRegression(max_iter=2000, C=4.0, random_state=seed),
+        # Newton-CG reaches the optimum in ~11 steps (2.5 s on the tweets); lbfgs at its
+        # default tolerance stopped short of it after 114 (11.6 s) and scored 7 test tweets
+        # differently; at tol=1e-8 it agreed with Newton-CG after 469 (47 s).
+        LogisticRegression(solver="newton-cg", tol=1e-6, max_iter=2000, C=4.0,
+                           random_state=seed),
     )
     pipeline.fit(train_texts, y_train)
     metrics = classification_metrics(y_test, pipeline.predict(test_texts), labels)

@@ -95,7 +95,7 @@ class TextPreprocessor(NormalizingTokenizer):
     @classmethod
     def from_texts(
         cls, texts: Iterable[str], vocab_size: int = 8000, tokenizer: str = "wordpiece",
-        vocabulary_learner: str = "tensorflow_text", **kwargs
+        vocabulary_learner: str = "huggingface", **kwargs
     ) -> TextPreprocessor:
         """Learns the vocabulary from `texts` (the training split) and returns the layer.
 

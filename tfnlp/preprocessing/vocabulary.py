@@ -38,7 +38,7 @@ LEARNERS = ("huggingface", "tensorflow_text")
 
 def learn_vocabulary(
     word_counts: collections.Counter, *, tokenizer: str, vocab_size: int, min_count: int = 2,
-    learner: str = "tensorflow_text",
+    learner: str = "huggingface",
 ) -> list[str]:
     """Learns the vocabulary: reserved tokens first, then words or WordPieces.
 
@@ -48,13 +48,12 @@ def learn_vocabulary(
         vocab_size: the maximum size, reserved tokens included.
         min_count: rarer words map to `[UNK]` (word level) or are not merged into subwords
             (WordPiece).
-        learner: WordPiece only: "tensorflow_text" (tensorflow-text's learner, in Python: a
-            binary search over a count threshold, walked in a few probes by
-            `wordpiece_search`; deterministic) or
-            "huggingface" (the `tokenizers` trainer, in Rust: ~1.5 s, but it breaks ties
-            between equally frequent merges in a per-process random order, so two runs may
-            learn slightly different vocabularies). Both write "##" continuation pieces for
-            the same in-graph FastWordpiece tokenizer.
+        learner: WordPiece only: "huggingface" (the `tokenizers` trainer, in Rust: ~1 s on
+            the tweets, made deterministic here) or "tensorflow_text" (tensorflow-text's
+            learner, in Python: a binary search over a count threshold, walked in a few
+            probes by `wordpiece_search`, ~4.5 s a probe on the tweets). Both are
+            deterministic and write "##" continuation pieces for the same in-graph
+            FastWordpiece tokenizer.
 
     Returns:
         The tokens in id order.
@@ -91,24 +90,49 @@ def learn_vocabulary(
 def _huggingface_wordpiece(word_counts: collections.Counter, vocab_size: int,
                            min_count: int) -> list[str]:
     """The `tokenizers` WordPiece trainer over the counted words (already normalised and
-    pre-split in TF, so the trainer only splits on the spaces between them)."""
+    pre-split in TF, so the trainer only splits on the spaces between them).
+
+    Made deterministic: the trainer breaks ties between equally frequent merges by symbol
+    id, and numbers the "##c" continuation symbols in hash order (random per process). Given
+    first, in sorted order, as special tokens, they get fixed ids. It would also cut its
+    alphabet in hash order among equally frequent characters, so the alphabet is chosen
+    here and words with other characters are left out, as tensorflow-text's learner does.
+    """
     try:
         from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     except ImportError:
         raise ImportError(
             "`preprocessing.vocabulary_learner: huggingface` needs the `tokenizers` library: "
-            "pip install 'tfnlp[huggingface]' (or pip install tokenizers)."
+            "pip install tokenizers (a dependency of tfnlp: reinstall it)."
         ) from None
 
+    words = _words_in_alphabet(word_counts, MAX_UNIQUE_CHARACTERS)
+    continuations = sorted({"##" + char for word in words for char in word[1:]})
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_count, special_tokens=RESERVED_TOKENS,
-        limit_alphabet=MAX_UNIQUE_CHARACTERS, continuing_subword_prefix="##",
+        vocab_size=vocab_size, min_frequency=min_count,
+        special_tokens=RESERVED_TOKENS + continuations, continuing_subword_prefix="##",
         show_progress=False,
     )
-    # Each word as often as it was counted, in batches (the trainer counts them again).
-    words = [[word] * count for word, count in word_counts.items()]
-    tokenizer.train_from_iterator(words, trainer=trainer, length=len(words))
+    # Each word as often as it was counted (the trainer counts them again).
+    batches = [[word] * count for word, count in words.items()]
+    tokenizer.train_from_iterator(batches, trainer=trainer, length=len(batches))
     vocabulary = tokenizer.get_vocab()
     return sorted(vocabulary, key=vocabulary.get)
+
+
+def _words_in_alphabet(word_counts: collections.Counter, size: int) -> dict[str, int]:
+    """The words made only of the `size` most frequent characters (ties by code point).
+
+    Example:
+        >>> _words_in_alphabet(collections.Counter({"ab": 3, "ac": 1, "b": 1}), 2)
+        {'ab': 3, 'b': 1}
+    """
+    characters: collections.Counter = collections.Counter()
+    for word, count in word_counts.items():
+        for char in word:
+            characters[char] += count
+    ranked = sorted(characters.items(), key=lambda item: (-item[1], item[0]))
+    kept = {char for char, _ in ranked[:size]}
+    return {word: count for word, count in word_counts.items() if kept.issuperset(word)}
