@@ -204,6 +204,10 @@ class KeptBackupAndRestore(keras.callbacks.BackupAndRestore):
                         f"which the backup holds; the same command resumes at {then}.")
 
     def on_train_end(self, logs=None):
+        if isinstance(self.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # The chief deletes the whole backup directory below, a non-chief's temporary
+            # share included: a slower worker could still be writing its last epoch's.
+            _wait_for_every_worker(self.model.distribute_strategy)
         if self._handler is not None:
             # Every worker got here, so every one can answer the watcher's shutdown.
             self._handler._stop_poll_termination_signal_thread()
@@ -211,6 +215,12 @@ class KeptBackupAndRestore(keras.callbacks.BackupAndRestore):
         elif self._sigterm_received and self._epoch_backed_up and not self.model.stop_training:
             self._stop_preempted()  # after the last epoch: keep its backup
         super().on_train_end(logs)
+
+
+def _wait_for_every_worker(strategy) -> None:
+    """Returns once every worker has called it: an all-reduce of one number."""
+    ones = strategy.run(lambda: tf.constant(1.0))
+    strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
 
 
 def _cluster_preemption_handler(state, strategy, exit_preempted):
