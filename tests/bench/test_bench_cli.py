@@ -1,6 +1,5 @@
 """`tfnlp bench train|preprocess` on tiny subsets: exit codes, JSON keys, PNGs (not timings)."""
 
-import importlib.util
 import json
 
 import pytest
@@ -17,15 +16,21 @@ def test_bench_preprocess_writes_json_and_png(tmp_path, capsys):
     report = json.loads((tmp_path / "bench_preprocess.json").read_text())
     assert (tmp_path / "bench_preprocess.png").read_bytes()[:8] == PNG
     assert report["texts"] == 600 and 0.01 < report["megabytes"] < 0.2
-    expected = {"tfnlp", "nltk"} | (
-        {"hf_tokenizers"} if importlib.util.find_spec("tokenizers") else set())
-    assert set(report["runs"]) == expected
+    assert set(report["runs"]) == {"tfnlp", "fast_wordpiece_only", "nltk", "hf_tokenizers"}
     for name, run in report["runs"].items():
         assert run["mb_per_second"] == pytest.approx(report["megabytes"] / run["seconds"])
         assert run["tokens"] > 600, name  # several tokens per tweet
         assert report["ratios"].get(f"tfnlp / {name}", 1.0) > 0
     assert report["runs"]["nltk"]["stopwords"]
-    assert "tfnlp / nltk:" in capsys.readouterr().out
+    # The same words' pieces, before the layer truncates to `sequence_length`.
+    runs = report["runs"]
+    assert runs["fast_wordpiece_only"]["tokens"] >= runs["tfnlp"]["tokens"]
+    passes = report["passes_one_thread_seconds"]
+    assert list(passes)[:2] == ["truncate", "repair_utf8"] and list(passes)[-2:] == [
+        "split", "wordpiece"]
+    assert "collapse_spaces" not in passes and all(s > 0 for s in passes.values())
+    out = capsys.readouterr().out
+    assert "tfnlp / nltk:" in out and "the layer's passes on one thread: truncate " in out
 
 
 def test_bench_train_refuses_a_transformer(tmp_path, capsys):

@@ -147,3 +147,28 @@ def test_split_words_equals_regex_split_with_kept_delimiters(texts):
         spaced, delim_regex_pattern=rf"\s+|{_KEPT}", keep_delim_regex_pattern=_KEPT
     )
     assert split_words(texts).to_list() == expected.to_list()
+
+
+def _words_both_ways(texts):
+    texts = tf.constant(texts)
+    collapsed = split_words(normalize_text(texts))
+    uncollapsed = split_words(normalize_text(texts, collapse_whitespace=False))
+    return collapsed.to_list(), uncollapsed.to_list()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=" \t\n\u00a0\u3000\u200bab'\u2019:)@1,.<3😀", max_size=16),
+                min_size=1, max_size=8))
+def test_words_are_the_same_without_the_final_whitespace_collapse(texts):
+    collapsed, uncollapsed = _words_both_ways(texts)
+    assert uncollapsed == collapsed
+
+
+def test_words_of_every_tweet_are_the_same_without_the_final_whitespace_collapse():
+    from tfnlp.config import DataConfig
+    from tfnlp.data import load_examples
+
+    examples, _, _ = load_examples(DataConfig())
+    assert len(examples.texts) == 38158
+    collapsed, uncollapsed = _words_both_ways(list(examples.texts))
+    assert uncollapsed == collapsed

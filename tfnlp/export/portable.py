@@ -68,17 +68,18 @@ class PortablePreprocessor(tf.Module):
                 default_value=0,
             )
 
-    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+    def normalize(self, texts: tf.Tensor, collapse_whitespace: bool = True) -> tf.Tensor:
         """`normalize_text` with lower-casing in place of NFKC / case folding."""
         return normalize_text(
             texts, lowercase=self.lowercase, replace_urls=self.replace_urls,
             replace_mentions=self.replace_mentions, replace_numbers=self.replace_numbers,
             max_bytes=self.sequence_length * _BYTES_PER_TOKEN, unicode_normalization=False,
+            collapse_whitespace=collapse_whitespace,
         )
 
     def split_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """`split_words` (+ stop words), on the core-op normalisation."""
-        words = split_words(self.normalize(texts))
+        words = split_words(self.normalize(texts, collapse_whitespace=False))
         if self._stopword_table is not None:
             keep = tf.equal(self._stopword_table.lookup(words), 0)
             words = tf.ragged.boolean_mask(words, keep)

@@ -14,7 +14,8 @@ from typing import ClassVar
 import tensorflow_text as tf_text
 
 from tfnlp.backend import keras, tf
-from tfnlp.preprocessing.normalization import normalize_text
+from tfnlp.preprocessing.normalization import Step, normalization_steps
+from tfnlp.preprocessing.pretokenization import splitting_steps
 from tfnlp.preprocessing.vocabulary import UNK_TOKEN
 
 
@@ -85,16 +86,33 @@ class NormalizingTokenizer(keras.layers.Layer):
         """Inputs are cut to this many bytes before any work (a subclass decides how many)."""
         raise NotImplementedError
 
-    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
-        """The normalised strings (same shape as `texts`)."""
-        return normalize_text(
-            texts,
+    def normalization_steps(self, collapse_whitespace: bool = True) -> list[Step]:
+        """`normalize_text`'s passes with this layer's options, in order."""
+        return normalization_steps(
             lowercase=self.lowercase,
             replace_urls=self.replace_urls,
             replace_mentions=self.replace_mentions,
             replace_numbers=self.replace_numbers,
             max_bytes=self.max_input_bytes,
+            collapse_whitespace=collapse_whitespace,
         )
+
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """The normalised strings (same shape as `texts`)."""
+        return self._rewritten(texts, self.normalization_steps())
+
+    def normalized_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """The words `[batch, (words)]` of a 1-D batch, normalised (the splitter skips
+        runs of spaces, so the normalisation leaves them)."""
+        steps = self.normalization_steps(collapse_whitespace=False) + splitting_steps()
+        return self._rewritten(texts, steps)
+
+    @staticmethod
+    def _rewritten(texts: tf.Tensor, steps: list[Step]):
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        for _, rewrite in steps:
+            texts = rewrite(texts)
+        return texts
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ragged ids `[batch, (tokens)]` of a 1-D batch of strings."""

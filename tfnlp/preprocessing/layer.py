@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 from tfnlp.backend import keras, tf
 from tfnlp.preprocessing.base import NormalizingTokenizer
-from tfnlp.preprocessing.pretokenization import split_words
 from tfnlp.preprocessing.vocabulary import (
     PAD_TOKEN,
     RESERVED_TOKENS,
@@ -124,7 +123,7 @@ class TextPreprocessor(NormalizingTokenizer):
             >>> layer.split_words(tf.constant(["The car, :)"])).to_list()
             [[b'car', b',', b':)']]
         """
-        words = split_words(self.normalize(texts))
+        words = self.normalized_words(texts)
         if self.stopwords:
             keep = tf.equal(self._stopword_table.lookup(words), 0)
             words = tf.ragged.boolean_mask(words, keep)
@@ -140,10 +139,14 @@ class TextPreprocessor(NormalizingTokenizer):
         """
         words = self.split_words(texts)
         if self.tokenizer == "wordpiece":
-            ids = self._wordpiece.tokenize(words).merge_dims(-2, -1)
+            ids = self.wordpiece_ids(words)
         else:
             ids = self._word_table.lookup(words)
         return ids[:, : self.sequence_length]
+
+    def wordpiece_ids(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
+        """FastWordpiece over split words [batch, (words)]: int64 ids [batch, (pieces)]."""
+        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
 
     def call(self, inputs):
         ids = self.tokenize(self._batch_of_strings(inputs))

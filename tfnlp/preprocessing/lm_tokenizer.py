@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from tfnlp.backend import keras, tf
 from tfnlp.preprocessing.base import NormalizingTokenizer
-from tfnlp.preprocessing.pretokenization import split_words
 from tfnlp.preprocessing.vocabulary import PAD_TOKEN, UNK_TOKEN, count_words, learn_vocabulary
 
 EOS_TOKEN = "[EOS]"
@@ -103,7 +102,7 @@ class LanguageModelTokenizer(NormalizingTokenizer):
             ranked = [c for c in ranked if c not in LM_RESERVED_TOKENS]
             vocabulary = LM_RESERVED_TOKENS + ranked[: vocab_size - len(LM_RESERVED_TOKENS)]
         elif tokenizer == "wordpiece":
-            words = count_words(texts, lambda t: split_words(probe.normalize(t)))
+            words = count_words(texts, probe.normalized_words)
             learned = learn_vocabulary(words, tokenizer="wordpiece", vocab_size=vocab_size - 1,
                                        learner=vocabulary_learner)
             vocabulary = LM_RESERVED_TOKENS + [t for t in learned if t not in LM_RESERVED_TOKENS]
@@ -129,7 +128,7 @@ class LanguageModelTokenizer(NormalizingTokenizer):
             [[3, 4], [1]]
         """
         if self.tokenizer == "wordpiece":
-            ids = self._wordpiece.tokenize(split_words(self.normalize(texts))).merge_dims(-2, -1)
+            ids = self._wordpiece.tokenize(self.normalized_words(texts)).merge_dims(-2, -1)
         else:
             ids = self._char_table.lookup(self._characters(texts))
         return tf.cast(ids, tf.int32)

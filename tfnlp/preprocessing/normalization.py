@@ -8,6 +8,8 @@ exactly what training ran.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow_text as tf_text
 
 from tfnlp.backend import tf
@@ -40,6 +42,7 @@ def normalize_text(
     replace_numbers: bool = True,
     max_bytes: int | None = None,
     unicode_normalization: bool = True,
+    collapse_whitespace: bool = True,
 ) -> tf.Tensor:
     """Normalises a string tensor of any shape.
 
@@ -52,6 +55,9 @@ def normalize_text(
         max_bytes: truncate longer inputs first, so a megabyte string costs what a tweet does.
         unicode_normalization: NFKC / case folding (tensorflow-text ops); False lower-cases
             with `tf.strings.lower` instead, so that only TensorFlow core ops are used.
+        collapse_whitespace: end with single spaces between words and none at either end.
+            False leaves runs of spaces for a splitter that skips them anyway (two passes
+            fewer: the word splitter's ids are the same).
 
     Returns:
         A string tensor of the same shape.
@@ -61,32 +67,70 @@ def normalize_text(
         array([b'visit xxurl now, xxuser !! xxnum'], dtype=object)
     """
     texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    for _, rewrite in normalization_steps(
+        lowercase=lowercase, replace_urls=replace_urls, replace_mentions=replace_mentions,
+        replace_numbers=replace_numbers, max_bytes=max_bytes,
+        unicode_normalization=unicode_normalization, collapse_whitespace=collapse_whitespace,
+    ):
+        texts = rewrite(texts)
+    return texts
+
+
+Step = tuple[str, Callable[[tf.Tensor], tf.Tensor]]
+
+
+def normalization_steps(
+    *,
+    lowercase: bool = True,
+    replace_urls: bool = True,
+    replace_mentions: bool = True,
+    replace_numbers: bool = True,
+    max_bytes: int | None = None,
+    unicode_normalization: bool = True,
+    collapse_whitespace: bool = True,
+) -> list[Step]:
+    """`normalize_text`'s passes in order, each named (`tfnlp bench preprocess` times them).
+
+    The arguments are `normalize_text`'s.
+
+    Example:
+        >>> [name for name, _ in normalization_steps(replace_numbers=False)][:4]
+        ['repair_utf8', 'whitespace', 'control_characters', 'case_fold']
+    """
+    steps: list[Step] = []
     if max_bytes is not None:
-        texts = tf.strings.substr(texts, 0, max_bytes, unit="BYTE")
-    texts = repair_utf8(texts)
-    # Whitespace of any kind becomes a space; other control and format characters (NUL,
-    # zero-width spaces, direction marks) are dropped: they only split or hide words.
-    texts = tf.strings.regex_replace(texts, _WHITESPACE_RUN, " ")
-    texts = tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}]+", "")
+        steps.append(("truncate", lambda t: tf.strings.substr(t, 0, max_bytes, unit="BYTE")))
+    steps += [
+        ("repair_utf8", repair_utf8),
+        # Whitespace of any kind becomes a space; other control and format characters (NUL,
+        # zero-width spaces, direction marks) are dropped: they only split or hide words.
+        ("whitespace", _rewriting(_WHITESPACE_RUN, " ")),
+        ("control_characters", _rewriting(r"[\p{Cc}\p{Cf}]+", "")),
+    ]
     if unicode_normalization and lowercase:
-        texts = tf_text.case_fold_utf8(texts)
+        steps.append(("case_fold", tf_text.case_fold_utf8))
     elif unicode_normalization:
-        texts = tf_text.normalize_utf8(texts, "NFKC")
+        steps.append(("nfkc", lambda t: tf_text.normalize_utf8(t, "NFKC")))
     elif lowercase:
-        texts = tf.strings.lower(texts, encoding="utf-8")
-    texts = tf.strings.regex_replace(texts, _APOSTROPHES, "'")
+        steps.append(("lower", lambda t: tf.strings.lower(t, encoding="utf-8")))
+    steps.append(("apostrophes", _rewriting(_APOSTROPHES, "'")))
     if replace_urls:
-        texts = tf.strings.regex_replace(texts, _URL, f" {URL_TOKEN} ")
+        steps.append(("urls", _rewriting(_URL, f" {URL_TOKEN} ")))
     if replace_mentions:
-        texts = tf.strings.regex_replace(texts, _MENTION, f" {USER_TOKEN} ")
+        steps.append(("mentions", _rewriting(_MENTION, f" {USER_TOKEN} ")))
     # "<3" is a heart, not a number: make it the symbol so it survives as one token.
-    texts = tf.strings.regex_replace(texts, "<3+", " \u2665 ")
+    steps.append(("hearts", _rewriting("<3+", " \u2665 ")))
     if replace_numbers:
         # Twice: a match consumes the separator the next number needs ("1 2 3").
-        for _ in range(2):
-            texts = tf.strings.regex_replace(texts, _NUMBER, rf"\1 {NUMBER_TOKEN} \3")
-    texts = tf.strings.regex_replace(texts, _WHITESPACE_RUN, " ")
-    return tf.strings.strip(texts)
+        steps += [(f"numbers_{i}", _rewriting(_NUMBER, rf"\1 {NUMBER_TOKEN} \3")) for i in (1, 2)]
+    if collapse_whitespace:
+        steps += [("collapse_spaces", _rewriting(_WHITESPACE_RUN, " ")),
+                  ("strip", tf.strings.strip)]
+    return steps
+
+
+def _rewriting(pattern: str, rewrite: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    return lambda texts: tf.strings.regex_replace(texts, pattern, rewrite)
 
 
 def repair_utf8(texts: tf.Tensor) -> tf.Tensor:

@@ -8,6 +8,8 @@ without spaces (Chinese, Japanese, Thai, ...) give one token per character, as B
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tfnlp.backend import tf
 
 # Western emoticons, both orientations: :) :-( ;D :P =] <3 (:
@@ -31,11 +33,26 @@ def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
         >>> split_words(tf.constant(["so good :) 我爱你!"])).to_list()
         [[b'so', b'good', b':)', b'\xe6\x88\x91', b'\xe7\x88\xb1', b'\xe4\xbd\xa0', b'!']]
     """
-    texts = tf.strings.regex_replace(texts, _LEADING_APOSTROPHE, r"\1 ")
-    texts = tf.strings.regex_replace(texts, _TRAILING_APOSTROPHE, r" \1")
-    # Spacing out the kept tokens and splitting on whitespace gives exactly what
-    # `tf_text.regex_split(delim=\s+|KEPT, keep=KEPT)` gives, 8x faster: RE2 makes one
-    # rewriting pass instead of one search per token, and `\0` (no capture group) lets it
-    # find the matches with its DFA.
-    texts = tf.strings.regex_replace(texts, _KEPT, r" \0 ")
-    return tf.strings.split(texts)
+    for _, rewrite in splitting_steps():
+        texts = rewrite(texts)
+    return texts
+
+
+def splitting_steps() -> list[tuple[str, Callable]]:
+    """`split_words`'s passes in order, each named (`tfnlp bench preprocess` times them).
+
+    The input may hold runs of spaces (see `normalize_text(collapse_whitespace=False)`):
+    the split on whitespace skips them, so the words are the same.
+    """
+    return [
+        ("leading_apostrophes",
+         lambda t: tf.strings.regex_replace(t, _LEADING_APOSTROPHE, r"\1 ")),
+        ("trailing_apostrophes",
+         lambda t: tf.strings.regex_replace(t, _TRAILING_APOSTROPHE, r" \1")),
+        # Spacing out the kept tokens and splitting on whitespace gives exactly what
+        # `tf_text.regex_split(delim=\s+|KEPT, keep=KEPT)` gives, 8x faster: RE2 makes one
+        # rewriting pass instead of one search per token, and `\0` (no capture group) lets it
+        # find the matches with its DFA.
+        ("space_out_kept_tokens", lambda t: tf.strings.regex_replace(t, _KEPT, r" \0 ")),
+        ("split", tf.strings.split),
+    ]
