@@ -14,7 +14,7 @@ from typing import ClassVar
 import tensorflow_text as tf_text
 
 from tfnlp.backend import keras, tf
-from tfnlp.preprocessing.normalization import Step, normalization_steps
+from tfnlp.preprocessing.normalization import Step, apply_steps, normalization_steps
 from tfnlp.preprocessing.pretokenization import splitting_steps
 from tfnlp.preprocessing.vocabulary import UNK_TOKEN
 
@@ -99,20 +99,13 @@ class NormalizingTokenizer(keras.layers.Layer):
 
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:
         """The normalised strings (same shape as `texts`)."""
-        return self._rewritten(texts, self.normalization_steps())
+        return apply_steps(texts, self.normalization_steps())
 
     def normalized_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """The words `[batch, (words)]` of a 1-D batch, normalised (the splitter skips
         runs of spaces, so the normalisation leaves them)."""
         steps = self.normalization_steps(collapse_whitespace=False) + splitting_steps()
-        return self._rewritten(texts, steps)
-
-    @staticmethod
-    def _rewritten(texts: tf.Tensor, steps: list[Step]):
-        texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        for _, rewrite in steps:
-            texts = rewrite(texts)
-        return texts
+        return apply_steps(texts, steps)
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ragged ids `[batch, (tokens)]` of a 1-D batch of strings."""

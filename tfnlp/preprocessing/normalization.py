@@ -33,31 +33,12 @@ _VALID_UTF8 = r"(?s)[^\x{D800}-\x{DFFF}]*"
 _APOSTROPHES = "[\u2018\u2019\u02bc\u0060\u00b4]"
 
 
-def normalize_text(
-    texts: tf.Tensor,
-    *,
-    lowercase: bool = True,
-    replace_urls: bool = True,
-    replace_mentions: bool = True,
-    replace_numbers: bool = True,
-    max_bytes: int | None = None,
-    unicode_normalization: bool = True,
-    collapse_whitespace: bool = True,
-) -> tf.Tensor:
+def normalize_text(texts: tf.Tensor, **options) -> tf.Tensor:
     """Normalises a string tensor of any shape.
 
     Args:
         texts: UTF-8 strings (invalid bytes are replaced by U+FFFD, never an error).
-        lowercase: Unicode case folding (NFKC_Casefold); otherwise plain NFKC.
-        replace_urls: URLs become `xxurl`.
-        replace_mentions: @user handles become `xxuser`.
-        replace_numbers: standalone numbers become `xxnum`.
-        max_bytes: truncate longer inputs first, so a megabyte string costs what a tweet does.
-        unicode_normalization: NFKC / case folding (tensorflow-text ops); False lower-cases
-            with `tf.strings.lower` instead, so that only TensorFlow core ops are used.
-        collapse_whitespace: end with single spaces between words and none at either end.
-            False leaves runs of spaces for a splitter that skips them anyway (two passes
-            fewer: the word splitter's ids are the same).
+        **options: `normalization_steps`'s (all on by default, whitespace collapsed).
 
     Returns:
         A string tensor of the same shape.
@@ -66,17 +47,18 @@ def normalize_text(
         >>> normalize_text(tf.constant(["Visit https://x.io NOW, @bob!! 2024"])).numpy()
         array([b'visit xxurl now, xxuser !! xxnum'], dtype=object)
     """
-    texts = tf.convert_to_tensor(texts, dtype=tf.string)
-    for _, rewrite in normalization_steps(
-        lowercase=lowercase, replace_urls=replace_urls, replace_mentions=replace_mentions,
-        replace_numbers=replace_numbers, max_bytes=max_bytes,
-        unicode_normalization=unicode_normalization, collapse_whitespace=collapse_whitespace,
-    ):
-        texts = rewrite(texts)
-    return texts
+    return apply_steps(texts, normalization_steps(**options))
 
 
 Step = tuple[str, Callable[[tf.Tensor], tf.Tensor]]
+
+
+def apply_steps(texts: tf.Tensor, steps: list[Step]) -> tf.Tensor | tf.RaggedTensor:
+    """`texts` through each step's function, in order."""
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    for _, rewrite in steps:
+        texts = rewrite(texts)
+    return texts
 
 
 def normalization_steps(
@@ -91,7 +73,17 @@ def normalization_steps(
 ) -> list[Step]:
     """`normalize_text`'s passes in order, each named (`tfnlp bench preprocess` times them).
 
-    The arguments are `normalize_text`'s.
+    Args:
+        lowercase: Unicode case folding (NFKC_Casefold); otherwise plain NFKC.
+        replace_urls: URLs become `xxurl`.
+        replace_mentions: @user handles become `xxuser`.
+        replace_numbers: standalone numbers become `xxnum`.
+        max_bytes: truncate longer inputs first, so a megabyte string costs what a tweet does.
+        unicode_normalization: NFKC / case folding (tensorflow-text ops); False lower-cases
+            with `tf.strings.lower` instead, so that only TensorFlow core ops are used.
+        collapse_whitespace: end with single spaces between words and none at either end.
+            False leaves runs of spaces for a splitter that skips them anyway (two passes
+            fewer: the word splitter's ids are the same).
 
     Example:
         >>> [name for name, _ in normalization_steps(replace_numbers=False)][:4]

@@ -8,9 +8,8 @@ without spaces (Chinese, Japanese, Thai, ...) give one token per character, as B
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tfnlp.backend import tf
+from tfnlp.preprocessing.normalization import Step, apply_steps
 
 # Western emoticons, both orientations: :) :-( ;D :P =] <3 (:
 _EMOTICON = r"(?:[:;=8][\-o\*']?[\)\]\(\[dpP/\\\|@3]|<3|[\)\]\(\[/\\\|][\-o\*']?[:;=])"
@@ -33,12 +32,10 @@ def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
         >>> split_words(tf.constant(["so good :) 我爱你!"])).to_list()
         [[b'so', b'good', b':)', b'\xe6\x88\x91', b'\xe7\x88\xb1', b'\xe4\xbd\xa0', b'!']]
     """
-    for _, rewrite in splitting_steps():
-        texts = rewrite(texts)
-    return texts
+    return apply_steps(texts, splitting_steps())
 
 
-def splitting_steps() -> list[tuple[str, Callable]]:
+def splitting_steps() -> list[Step]:
     """`split_words`'s passes in order, each named (`tfnlp bench preprocess` times them).
 
     The input may hold runs of spaces (see `normalize_text(collapse_whitespace=False)`):
