@@ -107,6 +107,11 @@ class NormalizingTokenizer(keras.layers.Layer):
         steps = self.normalization_steps(collapse_whitespace=False) + splitting_steps()
         return apply_steps(texts, steps)
 
+    def wordpiece_ids(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
+        """The subclass's FastWordpiece (`_wordpiece`) over words `[batch, (words)]`: int64
+        ids `[batch, (pieces)]`."""
+        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
+
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ragged ids `[batch, (tokens)]` of a 1-D batch of strings."""
         raise NotImplementedError

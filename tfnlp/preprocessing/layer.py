@@ -144,10 +144,6 @@ class TextPreprocessor(NormalizingTokenizer):
             ids = self._word_table.lookup(words)
         return ids[:, : self.sequence_length]
 
-    def wordpiece_ids(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
-        """FastWordpiece over split words [batch, (words)]: int64 ids [batch, (pieces)]."""
-        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
-
     def call(self, inputs):
         ids = self.tokenize(self._batch_of_strings(inputs))
         dense = ids.to_tensor(default_value=0, shape=[None, self.sequence_length])

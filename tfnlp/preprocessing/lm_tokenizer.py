@@ -128,7 +128,7 @@ class LanguageModelTokenizer(NormalizingTokenizer):
             [[3, 4], [1]]
         """
         if self.tokenizer == "wordpiece":
-            ids = self._wordpiece.tokenize(self.normalized_words(texts)).merge_dims(-2, -1)
+            ids = self.wordpiece_ids(self.normalized_words(texts))
         else:
             ids = self._char_table.lookup(self._characters(texts))
         return tf.cast(ids, tf.int32)

@@ -96,8 +96,8 @@ def normalization_steps(
         ("repair_utf8", repair_utf8),
         # Whitespace of any kind becomes a space; other control and format characters (NUL,
         # zero-width spaces, direction marks) are dropped: they only split or hide words.
-        ("whitespace", _rewriting(_WHITESPACE_RUN, " ")),
-        ("control_characters", _rewriting(r"[\p{Cc}\p{Cf}]+", "")),
+        ("whitespace", rewriting(_WHITESPACE_RUN, " ")),
+        ("control_characters", rewriting(r"[\p{Cc}\p{Cf}]+", "")),
     ]
     if unicode_normalization and lowercase:
         steps.append(("case_fold", tf_text.case_fold_utf8))
@@ -105,23 +105,24 @@ def normalization_steps(
         steps.append(("nfkc", lambda t: tf_text.normalize_utf8(t, "NFKC")))
     elif lowercase:
         steps.append(("lower", lambda t: tf.strings.lower(t, encoding="utf-8")))
-    steps.append(("apostrophes", _rewriting(_APOSTROPHES, "'")))
+    steps.append(("apostrophes", rewriting(_APOSTROPHES, "'")))
     if replace_urls:
-        steps.append(("urls", _rewriting(_URL, f" {URL_TOKEN} ")))
+        steps.append(("urls", rewriting(_URL, f" {URL_TOKEN} ")))
     if replace_mentions:
-        steps.append(("mentions", _rewriting(_MENTION, f" {USER_TOKEN} ")))
+        steps.append(("mentions", rewriting(_MENTION, f" {USER_TOKEN} ")))
     # "<3" is a heart, not a number: make it the symbol so it survives as one token.
-    steps.append(("hearts", _rewriting("<3+", " \u2665 ")))
+    steps.append(("hearts", rewriting("<3+", " \u2665 ")))
     if replace_numbers:
         # Twice: a match consumes the separator the next number needs ("1 2 3").
-        steps += [(f"numbers_{i}", _rewriting(_NUMBER, rf"\1 {NUMBER_TOKEN} \3")) for i in (1, 2)]
+        steps += [(f"numbers_{i}", rewriting(_NUMBER, rf"\1 {NUMBER_TOKEN} \3")) for i in (1, 2)]
     if collapse_whitespace:
-        steps += [("collapse_spaces", _rewriting(_WHITESPACE_RUN, " ")),
+        steps += [("collapse_spaces", rewriting(_WHITESPACE_RUN, " ")),
                   ("strip", tf.strings.strip)]
     return steps
 
 
-def _rewriting(pattern: str, rewrite: str) -> Callable[[tf.Tensor], tf.Tensor]:
+def rewriting(pattern: str, rewrite: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A step function: every match of the RE2 `pattern` replaced by `rewrite`."""
     return lambda texts: tf.strings.regex_replace(texts, pattern, rewrite)
 
 
