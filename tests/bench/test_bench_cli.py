@@ -48,16 +48,47 @@ def test_bench_train_writes_all_runs(tmp_path):
                  *overrides, "data.limit=300", "train.epochs=2", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "bench_train.json").read_text())
     assert (tmp_path / "bench_train.png").read_bytes()[:8] == PNG
-    assert set(report["runs"]) == {"keras_baseline", "tfnlp_float32", "tfnlp_float32_bucketed",
-                                   "tfnlp_bf16_bucketed"}
+    assert set(report["runs"]) == {
+        "keras_baseline", "tfnlp_default", "tfnlp_float32", "tfnlp_float32_bucketed",
+        "tfnlp_bf16_bucketed", "tfnlp_in_dataset", "tfnlp_jit_compile", "tfnlp_unrolled",
+        "tfnlp_batch_4x"}
     for run in report["runs"].values():
         assert run["examples_per_second"] > 0 and 0.0 <= run["test_accuracy"] <= 1.0
         assert 0.0 <= run["padded_fraction"] < 1.0 and len(run["epoch_seconds_all"]) == 2
     runs = report["runs"]
     assert runs["keras_baseline"]["ratio_to_keras_baseline"] == 1.0
+    assert runs["tfnlp_default"]["overrides"] == [] and runs["tfnlp_default"][
+        "ratio_to_default"] == 1.0
     assert runs["tfnlp_bf16_bucketed"]["precision_policy"] == "mixed_bfloat16"
     assert runs["tfnlp_float32_bucketed"]["padded_fraction"] < runs["tfnlp_float32"][
         "padded_fraction"]
+    # The unrolled run computes on every position up to sequence_length (32 here).
+    assert runs["tfnlp_unrolled"]["padded_fraction"] > runs["tfnlp_float32"]["padded_fraction"]
+    assert runs["tfnlp_batch_4x"]["overrides"] == ["train.batch_size=256",
+                                                   "train.learning_rate=0.004"]
+    assert runs["tfnlp_jit_compile"]["preprocessing_in_dataset"] is True
+    assert report["ratios"]["tfnlp_default / keras_baseline examples/s"] == pytest.approx(
+        runs["tfnlp_default"]["ratio_to_keras_baseline"])
+
+
+@pytest.mark.slow
+def test_bench_train_makes_only_the_runs_asked_for(tmp_path, capsys):
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("train.epochs")]
+    assert main(["bench", "train", str(REPO / "pipelines" / "tweets_bilstm.yaml"), "--set",
+                 *overrides, "data.limit=200", "train.epochs=2", "--out", str(tmp_path),
+                 "--runs", "tfnlp_default"]) == 0
+    report = json.loads((tmp_path / "bench_train.json").read_text())
+    assert set(report["runs"]) == {"keras_baseline", "tfnlp_default"}
+    assert "tfnlp_default / keras_baseline examples/s" in report["ratios"]
+    assert "tfnlp_default " in capsys.readouterr().out
+
+
+def test_bench_train_refuses_an_unknown_run(tmp_path, capsys):
+    assert main(["bench", "train", str(REPO / "pipelines" / "tweets_bilstm.yaml"),
+                 "--out", str(tmp_path), "--runs", "tfnlp_default", "tfnlp_turbo"]) == 1
+    error = capsys.readouterr().err
+    assert "`--runs` must name runs among tfnlp_default, tfnlp_float32," in error
+    assert "Received: tfnlp_turbo." in error and not (tmp_path / "bench_train.json").exists()
 
 
 def test_bench_vocabulary_times_both_learners_at_each_size(tmp_path, capsys):

@@ -158,6 +158,15 @@ _M_BY_N = "two integers [m, n] with 0 < m < n, e.g. [2, 4]"
      "Received: model.name='bilstm'."),
     (LM, ["language_model.sequence_length=1"],
      "`language_model.sequence_length` must be >= 2. Received: language_model.sequence_length=1."),
+    (BILSTM, ["model.name=transformer", "model.unroll=true"],
+     "`model.unroll` must be false unless `task: classification` with `model.name` lstm or "
+     "bilstm (only their LSTMs unroll). Received: model.unroll=True."),
+    (BILSTM, ["train.jit_compile=true"],
+     "`train.jit_compile` must be false unless `preprocessing.in_dataset: true` (XLA cannot "
+     "compile the string ops of tokenizing inside the model). Received: train.jit_compile=True."),
+    (BILSTM, ["model.unroll=true", "model.num_layers=2"],
+     "`model.unroll` must be false for a bilstm of more than one layer (tf-keras zeroes the "
+     "unrolled backward LSTM's real steps between layers). Received: model.unroll=True."),
 ])
 # fmt: on
 def test_invalid_values_give_the_exact_message(path, overrides, message):
@@ -173,6 +182,7 @@ def test_invalid_values_give_the_exact_message(path, overrides, message):
         (BILSTM, ["model.name=transformer", "model.num_heads=8", "model.embedding_dim=64"]),
         (BILSTM, ["data.validation_fraction=0.0", "data.test_fraction=0.0"]),
         (BILSTM, ["compression.m_by_n=[1, 2]", "export.version=auto", "export.name=v1.2-b"]),
+        (BILSTM, ["model.unroll=true", "preprocessing.in_dataset=true", "train.jit_compile=true"]),
     ],
 )
 def test_valid_edge_values_load(path, overrides):

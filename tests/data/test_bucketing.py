@@ -53,6 +53,8 @@ def test_measure_padding_counts_exactly():
     assert (report.batches, report.real_tokens, report.padded_tokens) == (3, 10, 4)
     assert report.padded_fraction == pytest.approx(4 / 14)
     assert report.to_dict()["padded_fraction"] == pytest.approx(4 / 14)
+    fixed = measure_padding(lengths, fixed_length=5)  # every batch padded to 5 steps
+    assert (fixed.batches, fixed.real_tokens, fixed.padded_tokens) == (3, 10, 15)
 
 
 def test_bucketing_keeps_every_example_and_cuts_padding(tweets):
@@ -113,6 +115,16 @@ def test_tokenizing_in_the_dataset_gives_the_model_ids(tweets):
     assert checked == 4
     # Same layers, so the same weights.
     assert {id(v) for v in from_ids.weights} <= {id(v) for v in model.weights}
+
+
+def test_a_fixed_length_preprocessor_gives_the_ids_model_a_static_length(tweets):
+    _, labels, preprocessor, _ = tweets
+    config = load_pipeline(REPO / "pipelines" / "tweets_bilstm.yaml", TINY_OVERRIDES)
+    fixed = TextPreprocessor.from_config({**preprocessor.get_config(), "fixed_length": True})
+    from_ids = ids_model(build_model(config.model, fixed, len(labels)))
+    assert from_ids.input_shape == (None, fixed.sequence_length)
+    assert ids_model(build_model(config.model, preprocessor, len(labels))).input_shape == (
+        None, None)
 
 
 def test_ids_model_refuses_a_model_without_preprocessor():

@@ -55,6 +55,21 @@ def test_padding_does_not_change_transformer_or_lstm_outputs(preprocessor):
         np.testing.assert_allclose(alone, padded, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("name, num_layers", [("lstm", 2), ("bilstm", 1)])
+def test_unrolled_lstms_compute_what_the_loop_computes(name, num_layers):
+    """`model.unroll`: the same weights give the same logits, at the one static length."""
+    fixed = TextPreprocessor.from_texts(TEXTS, vocab_size=60, tokenizer="word",
+                                        sequence_length=8, fixed_length=True)
+    sizes = {**SMALL, "num_layers": num_layers}
+    looped = build_model(ModelConfig(name=name, **sizes), fixed, num_classes=3)
+    unrolled = build_model(ModelConfig(name=name, unroll=True, **sizes), fixed, num_classes=3)
+    unrolled.set_weights(looped.get_weights())
+    texts = tf.constant(["good car", "love it ok ride bad traffic", ""])
+    np.testing.assert_allclose(unrolled(texts, training=False).numpy(),
+                               looped(texts, training=False).numpy(), atol=1e-5)
+    assert unrolled.get_layer("embedding").output_shape == (None, 8, 16)  # the static length
+
+
 def test_functional_model_saves_and_safe_loads(preprocessor, tmp_path):
     model = build_model(ModelConfig(name="transformer", **SMALL), preprocessor, num_classes=3)
     model.save(tmp_path / "m.keras")

@@ -42,6 +42,22 @@ def test_output_is_int32_padded_to_the_longest_row(layer):
         assert (row[:length] > 0).all() and (row[length:] == 0).all()
 
 
+def test_fixed_length_pads_every_batch_to_sequence_length_with_a_static_shape(layer):
+    fixed = TextPreprocessor.from_config({**layer.get_config(), "fixed_length": True})
+    short = tf.constant(["car", ""])
+    ids = fixed(short).numpy()
+    assert ids.shape == (2, 12)
+    np.testing.assert_array_equal(ids[:, :1], layer(short).numpy())
+    assert (ids[:, 1:] == 0).all()
+    assert keras.Model(*_string_in(fixed)).output_shape == (None, 12)
+    assert keras.Model(*_string_in(layer)).output_shape == (None, None)
+
+
+def _string_in(layer):
+    text = keras.Input(shape=(), dtype=tf.string)
+    return text, layer(text)
+
+
 def test_known_words_map_to_their_ids_and_cjk_is_not_one_unknown(layer):
     ids = layer(tf.constant(["我爱北京天安门"])).numpy()[0]
     assert (ids > 1).sum() == 7  # one known token per character

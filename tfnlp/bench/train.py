@@ -1,12 +1,12 @@
 """`tfnlp bench train`: tfnlp's training throughput against hand-written classic Keras.
 
-Four runs in one process, on the same split, vocabulary size, model size, batch and epochs:
+Runs in one process, on the same split, vocabulary size, model size and epochs:
 
 - keras_baseline: the classic tutorial recipe: `TextVectorization` (padded to
   `sequence_length`), Embedding + (Bi)LSTM + Dense, float32, plain `model.fit` on arrays;
-- tfnlp_float32: `train_pipeline` without length bucketing;
-- tfnlp_float32_bucketed: with length bucketing;
-- tfnlp_bf16_bucketed: with length bucketing under `mixed_bfloat16`.
+- tfnlp_default: `train_pipeline` on the pipeline as given;
+- one run per lever (`lever_overrides`), each the pipeline with only that lever changed: an
+  ablation against tfnlp_default. Each run records its `--set` overrides.
 
 Throughput is the fastest epoch after the first (which traces the graph), validation
 excluded. Writes `bench_train.json` and `bench_train.png` in the output directory.
@@ -24,31 +24,53 @@ import numpy as np
 from tfnlp.atomic import write_json
 from tfnlp.backend import keras, tf
 from tfnlp.bench.measure import bar_chart, machine_summary
+from tfnlp.config.loading import apply_override, from_dict, to_dict
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.data import build_dataset, encode_labels
-from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, token_lengths
+from tfnlp.data.bucketing import token_lengths
 from tfnlp.preprocessing import TextPreprocessor
 from tfnlp.tasks.classification import ClassificationTask
 from tfnlp.training.callbacks import EpochTimer
-from tfnlp.training.input_pipeline import tokenize_in_dataset
+from tfnlp.training.input_pipeline import tokenize_in_dataset, use_length_bucketing
 from tfnlp.training.run import train_pipeline
 from tfnlp.training.timings import peak_rss_mb, reset_peak_rss
 
 logger = logging.getLogger("tfnlp")
 BASELINE = "keras_baseline"
-# name → (train.length_bucketing, precision.policy)
-TFNLP_RUNS = {
-    "tfnlp_float32": (False, "float32"),
-    "tfnlp_float32_bucketed": (True, "float32"),
-    "tfnlp_bf16_bucketed": (True, "mixed_bfloat16"),
-}
+DEFAULT = "tfnlp_default"
 TARGETS = {
+    "tfnlp_default / keras_baseline examples/s": 1.5,
     "tfnlp_float32 / keras_baseline examples/s": 0.95,
     "tfnlp_bf16_bucketed / keras_baseline examples/s": 2.5,
     "tfnlp_bf16_bucketed / tfnlp_float32_bucketed examples/s": 1.6,
     "padded_fraction with bucketing (at most)": 0.15,
     "input pipeline / training examples/s": 5.0,
 }
+
+
+def lever_overrides(config: PipelineConfig) -> dict[str, list[str]]:
+    """Each tfnlp run: the `--set` overrides that make it from the pipeline as given."""
+    batch, rate = config.train.batch_size, config.train.learning_rate
+    return {
+        DEFAULT: [],
+        "tfnlp_float32": ["train.length_bucketing=false", "precision.policy=float32"],
+        "tfnlp_float32_bucketed": ["train.length_bucketing=true", "precision.policy=float32"],
+        "tfnlp_bf16_bucketed": ["train.length_bucketing=true", "precision.policy=mixed_bfloat16"],
+        # The tf.data lever: tokenize in a parallel map, overlapping the training step.
+        "tfnlp_in_dataset": ["preprocessing.in_dataset=true"],
+        "tfnlp_jit_compile": ["preprocessing.in_dataset=true", "train.jit_compile=true"],
+        "tfnlp_unrolled": ["model.unroll=true"],
+        # More work per step; Adam's learning rate grows with the square root of the batch.
+        "tfnlp_batch_4x": [f"train.batch_size={4 * batch}", f"train.learning_rate={2 * rate!r}"],
+    }
+
+
+def with_overrides(config: PipelineConfig, overrides: list[str]) -> PipelineConfig:
+    """`config` with `--set`-style overrides applied, validated again."""
+    raw = to_dict(config)
+    for override in overrides:
+        apply_override(raw, override, source="bench train")
+    return from_dict(raw, source=f"{config.name} with {' '.join(overrides) or 'no overrides'}")
 
 
 def run_keras_baseline(config: PipelineConfig, splits, labels) -> dict:
@@ -114,7 +136,7 @@ def input_pipeline_examples_per_second(
             train_split, labels, batch_size=config.train.batch_size, shuffle=True,
             seed=config.seed, shuffle_buffer=config.train.shuffle_buffer,
             token_lengths=token_lengths(preprocessor.tokenize, train_split.texts),
-            bucket_width=DEFAULT_BUCKET_WIDTH if bucketing else None,
+            bucket_width=config.train.bucket_width if bucketing else None,
         ),
         preprocessor,
     )
@@ -148,25 +170,34 @@ def _measured(name: str, run) -> dict:
     return figures
 
 
-def bench_train(config: PipelineConfig, out_dir: str | Path) -> dict:
-    """Runs the four trainings and writes `bench_train.json` + `bench_train.png`.
+def bench_train(config: PipelineConfig, out_dir: str | Path,
+                names: list[str] | None = None) -> dict:
+    """Runs the baseline and the tfnlp runs, and writes `bench_train.json` + `.png`.
 
     Args:
         config: a validated lstm or bilstm pipeline (its data, sizes, batch and epochs are
             shared by all runs; `data.limit` makes a quick subset).
         out_dir: where the JSON, the PNG and the tfnlp run directories go.
+        names: the tfnlp runs to make (`lever_overrides`' names); None: all of them. The
+            baseline always runs: every ratio is taken against it.
 
     Returns:
         The JSON written.
 
     Raises:
-        ValueError: the pipeline's model is not recurrent (the baseline is the LSTM recipe).
+        ValueError: the pipeline's model is not recurrent (the baseline is the LSTM recipe),
+            or a name is not a run.
     """
     if config.model.name not in ("lstm", "bilstm"):
         raise ValueError(
             "`model.name` must be lstm or bilstm for `tfnlp bench train` (the baseline is the "
             f"classic Keras LSTM recipe). Received: model.name={config.model.name!r}."
         )
+    levers = lever_overrides(config)
+    unknown = sorted(set(names or ()) - set(levers))
+    if unknown:
+        raise ValueError(f"`--runs` must name runs among {', '.join(levers)}. "
+                         f"Received: {', '.join(unknown)}.")
     out = Path(out_dir)
     # The same number of epochs everywhere: early stopping would make runs incomparable.
     config = dataclasses.replace(config, train=dataclasses.replace(
@@ -177,37 +208,18 @@ def bench_train(config: PipelineConfig, out_dir: str | Path) -> dict:
     # The vocabulary every tfnlp run learns (deterministic), for timing the input alone.
     preprocessor = task.learn_preprocessor(data)
     runs = {BASELINE: _measured(BASELINE, lambda: run_keras_baseline(config, splits, labels))}
-    for name, (bucketing, policy) in TFNLP_RUNS.items():
-        variant = dataclasses.replace(
-            config,
-            train=dataclasses.replace(config.train, length_bucketing=bucketing),
-            precision=dataclasses.replace(config.precision, policy=policy),
-        )
+    for name, overrides in levers.items():
+        if names is not None and name not in names:
+            continue
+        variant = with_overrides(config, overrides)
         runs[name] = _measured(name, lambda v=variant, n=name: run_tfnlp(v, out / "runs" / n))
+        runs[name]["overrides"] = overrides
         runs[name]["input_pipeline_examples_per_second"] = input_pipeline_examples_per_second(
-            config, splits.train, labels, preprocessor, bucketing)
+            variant, splits.train, labels, preprocessor, use_length_bucketing(variant))
         runs[name]["input_pipeline_headroom"] = (
             runs[name]["input_pipeline_examples_per_second"] / runs[name]["examples_per_second"])
-    base = runs[BASELINE]["examples_per_second"]
-    for figures in runs.values():
-        figures["ratio_to_keras_baseline"] = figures["examples_per_second"] / base
-    ratios = {
-        "tfnlp_float32 / keras_baseline examples/s":
-            runs["tfnlp_float32"]["ratio_to_keras_baseline"],
-        "tfnlp_bf16_bucketed / keras_baseline examples/s":
-            runs["tfnlp_bf16_bucketed"]["ratio_to_keras_baseline"],
-        "tfnlp_bf16_bucketed / tfnlp_float32_bucketed examples/s":
-            runs["tfnlp_bf16_bucketed"]["examples_per_second"]
-            / runs["tfnlp_float32_bucketed"]["examples_per_second"],
-        "padded_fraction with bucketing (at most)":
-            max(runs["tfnlp_float32_bucketed"]["padded_fraction"],
-                runs["tfnlp_bf16_bucketed"]["padded_fraction"]),
-        "input pipeline / training examples/s":
-            min(runs[name]["input_pipeline_headroom"] for name in TFNLP_RUNS),
-        "bf16 - float32 test accuracy (bucketed)":
-            runs["tfnlp_bf16_bucketed"]["test_accuracy"]
-            - runs["tfnlp_float32_bucketed"]["test_accuracy"],
-    }
+    _add_ratios(runs)
+    ratios = _headline_ratios(runs)
     report = {
         "pipeline": config.name,
         "data": {**splits.sizes(), "limit": config.data.limit},
@@ -229,15 +241,60 @@ def bench_train(config: PipelineConfig, out_dir: str | Path) -> dict:
     return report
 
 
+def _add_ratios(runs: dict) -> None:
+    """Each run's examples/s against the baseline and against tfnlp_default (when made), and
+    its test accuracy against the baseline's."""
+    base, default = runs[BASELINE], runs.get(DEFAULT)
+    for figures in runs.values():
+        figures["ratio_to_keras_baseline"] = (
+            figures["examples_per_second"] / base["examples_per_second"])
+        figures["test_accuracy_minus_keras_baseline"] = (
+            figures["test_accuracy"] - base["test_accuracy"])
+        if default is not None:
+            figures["ratio_to_default"] = (
+                figures["examples_per_second"] / default["examples_per_second"])
+
+
+def _headline_ratios(runs: dict) -> dict:
+    """The ratios the targets name, for the runs that were made."""
+    def speed(a, b):
+        if a in runs and b in runs:
+            return runs[a]["examples_per_second"] / runs[b]["examples_per_second"]
+        return None
+
+    bucketed = [runs[n]["padded_fraction"] for n in
+                ("tfnlp_float32_bucketed", "tfnlp_bf16_bucketed") if n in runs]
+    ratios = {
+        "tfnlp_default / keras_baseline examples/s": speed(DEFAULT, BASELINE),
+        "tfnlp_default - keras_baseline test accuracy": (
+            runs[DEFAULT]["test_accuracy_minus_keras_baseline"] if DEFAULT in runs else None),
+        "tfnlp_float32 / keras_baseline examples/s": speed("tfnlp_float32", BASELINE),
+        "tfnlp_bf16_bucketed / keras_baseline examples/s": speed("tfnlp_bf16_bucketed",
+                                                                  BASELINE),
+        "tfnlp_bf16_bucketed / tfnlp_float32_bucketed examples/s": speed(
+            "tfnlp_bf16_bucketed", "tfnlp_float32_bucketed"),
+        "padded_fraction with bucketing (at most)": max(bucketed) if bucketed else None,
+        "input pipeline / training examples/s": min(
+            r["input_pipeline_headroom"] for n, r in runs.items() if n != BASELINE)
+        if len(runs) > 1 else None,
+    }
+    if "tfnlp_bf16_bucketed" in runs and "tfnlp_float32_bucketed" in runs:
+        ratios["bf16 - float32 test accuracy (bucketed)"] = (
+            runs["tfnlp_bf16_bucketed"]["test_accuracy"]
+            - runs["tfnlp_float32_bucketed"]["test_accuracy"])
+    return {key: value for key, value in ratios.items() if value is not None}
+
+
 def summary_lines(report: dict) -> list[str]:
     """A table for the terminal: one line per run, then the ratios against their targets."""
     lines = [f"{'run':<24}{'ex/s':>10}{'tok/s':>11}{'pad %':>8}{'acc':>8}{'x base':>8}"
-             f"{'RSS MB':>9}"]
+             f"{'x dflt':>8}{'RSS MB':>9}"]
     for name, r in report["runs"].items():
         rss = r["peak_rss_mb"] or float("nan")
         lines.append(f"{name:<24}{r['examples_per_second']:>10.1f}"
                      f"{r['real_tokens_per_second']:>11.0f}{100 * r['padded_fraction']:>8.1f}"
-                     f"{r['test_accuracy']:>8.4f}{r['ratio_to_keras_baseline']:>8.2f}{rss:>9.0f}")
+                     f"{r['test_accuracy']:>8.4f}{r['ratio_to_keras_baseline']:>8.2f}"
+                     f"{r.get('ratio_to_default', float('nan')):>8.2f}{rss:>9.0f}")
     for key, value in report["ratios"].items():
         target = report["targets"].get(key)
         lines.append(f"{key}: {value:.3f}" + (f" (target {target})" if target else ""))

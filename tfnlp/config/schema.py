@@ -260,6 +260,10 @@ class ModelConfig:
             tokens give the rare words a meaning the training split cannot.
         freeze_embeddings: the embedding is not trained (keeps the pretrained geometry, and
             a word unseen in training stays near its neighbours).
+        unroll: unroll the (Bi)LSTMs into straight-line steps instead of a loop (lstm and
+            bilstm only; a bilstm of one layer). An unrolled LSTM needs a static length, so
+            every batch, in training and in the export, is padded to
+            `preprocessing.sequence_length`.
     """
 
     name: Literal["lstm", "bilstm", "transformer"] = "bilstm"
@@ -277,6 +281,7 @@ class ModelConfig:
         lambda value: bool(value.strip()),
         f"a word-vectors file or one of {sorted(BUILTIN_WORD_VECTORS)}", None)
     freeze_embeddings: bool = False
+    unroll: bool = False
 
 
 @dataclass(frozen=True)
@@ -294,9 +299,11 @@ class TrainConfig:
             epochs (the best weights are kept).
         monitor: the metric that picks the best checkpoint and drives early stopping.
         shuffle_buffer: examples in the tf.data shuffle buffer.
-        length_bucketing: batch examples of similar token length (buckets 4 tokens wide) so
-            batches pad little. None: on for lstm/bilstm (one step per padded position), off
-            for the transformer.
+        length_bucketing: batch examples of similar token length (buckets `bucket_width`
+            tokens wide) so batches pad little. None: on for lstm/bilstm (one step per padded
+            position), off for the transformer.
+        bucket_width: the token lengths one bucket spans: narrower pads less, wider mixes
+            more lengths (and so more kinds of text) into each batch.
         resume: what an interrupted run does when its newest backup is damaged (checked
             before training): it always falls back to the intact one before it; with none
             intact, "strict" stops with the fix and "auto" starts fresh (the damaged backup
@@ -313,6 +320,10 @@ class TrainConfig:
             `learning_rate`, the group d below it at `learning_rate * layer_lr_decay**d`
             (each variable's update is scaled, which Adam's gradient-scale invariance needs).
             1.0: off.
+        jit_compile: XLA-compile the training step (`model.compile(jit_compile=True)`). XLA
+            cannot compile tensorflow-text's string ops, so this needs
+            `preprocessing.in_dataset: true`; the ids are then padded to
+            `preprocessing.sequence_length`, one static shape that XLA compiles once.
     """
 
     epochs: int = bounded(8, 1)
@@ -324,12 +335,14 @@ class TrainConfig:
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     shuffle_buffer: int = bounded(50_000, 1)
     length_bucketing: bool | None = None
+    bucket_width: int = bounded(4, 1)  # tfnlp.data.bucketing.DEFAULT_BUCKET_WIDTH
     resume: Literal["strict", "auto"] = "strict"
     class_weight: Literal["balanced"] | dict[str, float] | None = checked(
         _is_class_weight, "'balanced' or a mapping of label names to weights >= 0", None)
     unfreeze: Literal["none", "gradual"] = "none"
     layer_lr_decay: float = checked(lambda value: 0.0 < value <= 1.0,
                                     "above 0 and at most 1 (1.0 turns it off)", 1.0)
+    jit_compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -749,11 +762,31 @@ class PipelineConfig:
         if self.task == "language_model" and model.name not in LANGUAGE_MODEL_NAMES:
             names = " or ".join(repr(name) for name in LANGUAGE_MODEL_NAMES)
             raise FieldError("model.name", f"{names} for `task: language_model`", model.name)
+        _validate_static_shapes(self)
         _validate_warm_start(self)
         _validate_pretrained_embeddings(self)
         _validate_fine_tuning(self)
         _validate_pretrain(self)
         self.distribute.validate(self)
+
+
+def _validate_static_shapes(config: PipelineConfig) -> None:
+    """The rules of `model.unroll` and `train.jit_compile`, which pad to a static length."""
+    if config.model.unroll and (config.task != "classification"
+                                or config.model.name not in ("lstm", "bilstm")):
+        raise FieldError("model.unroll", "false unless `task: classification` with "
+                         "`model.name` lstm or bilstm (only their LSTMs unroll)", True)
+    if config.model.unroll and config.model.name == "bilstm" and config.model.num_layers > 1:
+        # Measured: tf-keras 2.21's unrolled backward LSTM, returning sequences under a mask,
+        # outputs zeros at the real steps instead of at the padding.
+        raise FieldError("model.unroll", "false for a bilstm of more than one layer (tf-keras "
+                         "zeroes the unrolled backward LSTM's real steps between layers)", True)
+    if config.train.jit_compile and not config.preprocessing.in_dataset:
+        raise FieldError("train.jit_compile", "false unless `preprocessing.in_dataset: true` "
+                         "(XLA cannot compile the string ops of tokenizing inside the model)",
+                         True)
+    if config.train.jit_compile and config.task != "classification":
+        raise FieldError("train.jit_compile", "false unless `task: classification`", True)
 
 
 def _validate_warm_start(config: PipelineConfig) -> None:

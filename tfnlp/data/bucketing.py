@@ -112,11 +112,12 @@ class PaddingReport:
         return {**asdict(self), "padded_fraction": self.padded_fraction}
 
 
-def measure_padding(dataset: tf.data.Dataset) -> PaddingReport:
+def measure_padding(dataset: tf.data.Dataset, fixed_length: int | None = None) -> PaddingReport:
     """Iterates one epoch of batches whose last component is the token lengths and counts.
 
-    Each batch is padded to its longest row (at least 1 step), as `TextPreprocessor` does, so
-    the count is what the model computes on, not an estimate.
+    Each batch is padded to its longest row (at least 1 step), or to `fixed_length` when
+    given, as `TextPreprocessor` does, so the count is what the model computes on, not an
+    estimate.
 
     Example:
         >>> batches = tf.data.Dataset.from_tensor_slices((["a", "b c d"], [1, 3])).batch(2)
@@ -129,7 +130,7 @@ def measure_padding(dataset: tf.data.Dataset) -> PaddingReport:
         lengths = element[-1].numpy().astype(np.int64)
         if lengths.size == 0:
             continue
-        steps = max(int(lengths.max()), 1)
+        steps = fixed_length or max(int(lengths.max()), 1)
         batches += 1
         real += int(lengths.sum())
         padded += steps * lengths.size - int(lengths.sum())

@@ -40,6 +40,7 @@ def build_lstm_classifier(
     bidirectional: bool = False,
     embeddings_initializer="uniform",
     freeze_embeddings: bool = False,
+    unroll: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """Stacked (Bi)LSTM classifier: the classic Keras recipe, masked and regularised.
@@ -58,6 +59,8 @@ def build_lstm_classifier(
         embeddings_initializer: the embedding's initializer, e.g. pretrained vectors
             (`tfnlp.models.pretrained.PretrainedEmbeddings`).
         freeze_embeddings: the embedding is not trained.
+        unroll: unroll each LSTM into straight-line steps; needs a `preprocessor` with
+            `fixed_length` (an unrolled loop has a static number of steps).
         name: the model name.
 
     Returns:
@@ -69,7 +72,8 @@ def build_lstm_classifier(
     x = keras.layers.SpatialDropout1D(dropout, name="embedding_dropout")(x)
     for index in range(num_layers):
         last = index == num_layers - 1
-        layer = keras.layers.LSTM(units, return_sequences=not last, name=f"lstm_{index}")
+        layer = keras.layers.LSTM(units, return_sequences=not last, unroll=unroll,
+                                  name=f"lstm_{index}")
         if bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bilstm_{index}")
         x = layer(x)

@@ -33,6 +33,7 @@ def build_model(
             bidirectional=config.name == "bilstm",
             embeddings_initializer=embeddings_initializer,
             freeze_embeddings=config.freeze_embeddings,
+            unroll=config.unroll,
         )
     if config.name == "transformer":
         return build_transformer_classifier(

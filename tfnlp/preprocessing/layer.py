@@ -26,8 +26,9 @@ class TextPreprocessor(NormalizingTokenizer):
 
     Takes a batch of raw UTF-8 strings (shape `[batch]` or `[batch, 1]`) and returns int32 ids
     of shape `[batch, length]`, where `length` is the longest row of the batch (at least 1,
-    at most `sequence_length`). Id 0 is padding, id 1 the unknown token. Because this layer is
-    part of the model, the exported SavedModel takes raw strings and runs this very code.
+    at most `sequence_length`), or `sequence_length` itself with `fixed_length`. Id 0 is
+    padding, id 1 the unknown token. Because this layer is part of the model, the exported
+    SavedModel takes raw strings and runs this very code.
     The vocabulary checks, normalisation and their config keys are `NormalizingTokenizer`'s.
 
     Args:
@@ -39,6 +40,9 @@ class TextPreprocessor(NormalizingTokenizer):
         replace_mentions: @handles become `xxuser`.
         replace_numbers: standalone numbers become `xxnum`.
         stopwords: words removed after pre-tokenization (None or empty keeps all).
+        fixed_length: pad every batch to `sequence_length`, a static shape: what unrolled
+            LSTMs and XLA (which compiles once per input shape) need, at the cost of the
+            padded steps.
 
     Example:
         >>> layer = TextPreprocessor(["[PAD]", "[UNK]", "good", "day"], tokenizer="word")
@@ -61,6 +65,7 @@ class TextPreprocessor(NormalizingTokenizer):
         replace_mentions: bool = True,
         replace_numbers: bool = True,
         stopwords: list[str] | None = None,
+        fixed_length: bool = False,
         **kwargs,
     ):
         if not isinstance(sequence_length, int) or sequence_length < 1:
@@ -78,6 +83,7 @@ class TextPreprocessor(NormalizingTokenizer):
             **kwargs,
         )
         self.sequence_length = sequence_length
+        self.fixed_length = fixed_length
         self.stopwords = sorted(set(stopwords)) if stopwords else None
         if tokenizer == "wordpiece":
             self._wordpiece = self._wordpiece_tokenizer()
@@ -147,17 +153,22 @@ class TextPreprocessor(NormalizingTokenizer):
     def call(self, inputs):
         ids = self.tokenize(self._batch_of_strings(inputs))
         dense = ids.to_tensor(default_value=0, shape=[None, self.sequence_length])
+        if self.fixed_length:
+            return tf.cast(dense, tf.int32)
         # Pad only to the batch's longest row (at least 1 step): LSTMs then do no wasted steps.
         # (reduce_max of an empty batch is the int64 minimum, so the floor of 1 covers it too.)
         length = tf.cast(tf.maximum(tf.reduce_max(ids.row_lengths()), 1), tf.int32)
         return tf.cast(dense[:, :length], tf.int32)
 
     def compute_output_shape(self, input_shape):
-        return tf.TensorShape([input_shape[0], None])
+        return tf.TensorShape([input_shape[0], self.sequence_length if self.fixed_length else None])
 
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "sequence_length": self.sequence_length,
             "stopwords": self.stopwords,
         }
+        if self.fixed_length:  # only when set: configs saved before the option stay the same
+            config["fixed_length"] = True
+        return config

@@ -17,7 +17,7 @@ from tfnlp.data import (
     load_examples,
     split_examples,
 )
-from tfnlp.data.bucketing import DEFAULT_BUCKET_WIDTH, measure_padding, token_lengths
+from tfnlp.data.bucketing import measure_padding, token_lengths
 from tfnlp.data.records import DataError
 from tfnlp.data.streaming import StreamedData, scan, split_dataset, streams
 from tfnlp.evaluation import (
@@ -153,6 +153,8 @@ class ClassificationTask(Task):
             "replace_mentions": p.replace_mentions,
             "replace_numbers": p.replace_numbers,
             "stopwords": load_stopwords(p.stopwords_file) if p.remove_stopwords else None,
+            # Unrolled LSTMs and XLA need one static length.
+            "fixed_length": self.config.model.unroll or self.config.train.jit_compile,
         }
 
     def vocabulary_key(self, data: ClassificationData) -> str:
@@ -229,7 +231,7 @@ class ClassificationTask(Task):
         # Token lengths drive length bucketing and the measured padding (one tokenizing pass).
         lengths = {id(split): token_lengths(preprocessor.tokenize, split.texts)
                    for split in (splits.train, splits.validation)}
-        bucket_width = DEFAULT_BUCKET_WIDTH if use_length_bucketing(config) else None
+        bucket_width = config.train.bucket_width if use_length_bucketing(config) else None
 
         def dataset(split, shuffle=False, keep_lengths=False, weighted=False):
             batches = build_dataset(
@@ -244,7 +246,9 @@ class ClassificationTask(Task):
             return batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
 
         # Same seed, same shuffle: the very batches of the first epoch, counted.
-        padding = measure_padding(dataset(splits.train, shuffle=True, keep_lengths=True))
+        padding = measure_padding(
+            dataset(splits.train, shuffle=True, keep_lengths=True),
+            preprocessor.sequence_length if preprocessor.fixed_length else None)
         logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
                     100 * padding.padded_fraction, "on" if bucket_width else "off")
         if role.kind == "parameter_server":

@@ -102,7 +102,7 @@ def compile_for_training(model: keras.Model, task: Task, config: PipelineConfig,
             for name, factor in factors.items()))
     policy = keras.mixed_precision.global_policy().name
     model.compile(optimizer=with_loss_scaling(optimizer, policy), loss=task.loss(),
-                  metrics=task.metrics())
+                  metrics=task.metrics(), jit_compile=config.train.jit_compile)
 
 
 def checkpoint_bytes(fitted: keras.Model) -> int:
