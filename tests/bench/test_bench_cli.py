@@ -62,10 +62,11 @@ def test_bench_train_writes_all_runs(tmp_path):
     assert runs["tfnlp_bf16_bucketed"]["precision_policy"] == "mixed_bfloat16"
     assert runs["tfnlp_float32_bucketed"]["padded_fraction"] < runs["tfnlp_float32"][
         "padded_fraction"]
-    # The unrolled run computes on every position up to sequence_length (32 here).
-    assert runs["tfnlp_unrolled"]["padded_fraction"] > runs["tfnlp_float32"]["padded_fraction"]
-    assert runs["tfnlp_batch_4x"]["overrides"] == ["train.batch_size=256",
-                                                   "train.learning_rate=0.004"]
+    # The unrolled run computes on every position up to sequence_length (32 here, which most
+    # batches of tweets reach anyway; tests/data/test_bucketing.py checks the exact count).
+    assert runs["tfnlp_unrolled"]["padded_fraction"] >= runs["tfnlp_float32"]["padded_fraction"]
+    assert runs["tfnlp_batch_4x"]["overrides"] == [
+        f"train.batch_size={4 * report['batch_size']}", "train.learning_rate=0.004"]
     assert runs["tfnlp_jit_compile"]["preprocessing_in_dataset"] is True
     assert report["ratios"]["tfnlp_default / keras_baseline examples/s"] == pytest.approx(
         runs["tfnlp_default"]["ratio_to_keras_baseline"])

@@ -122,6 +122,7 @@ def run_tfnlp(config: PipelineConfig, run_dir: Path) -> dict:
         "test_accuracy": result.metrics["test"]["accuracy"],
         "precision_policy": train["precision_policy"],
         "length_bucketing": train["length_bucketing"],
+        "preprocessing_in_dataset": train["preprocessing_in_dataset"],
         "epochs_run": train["epochs_run"],
         "tokens": f"{config.preprocessing.tokenizer} ids from the in-graph TextPreprocessor",
     }
