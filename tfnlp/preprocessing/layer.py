@@ -118,6 +118,11 @@ class TextPreprocessor(NormalizingTokenizer):
         return cls(vocabulary, tokenizer=tokenizer, **kwargs)
 
     @property
+    def static_length(self) -> int | None:
+        """The output's number of columns when it is fixed (`fixed_length`), else None."""
+        return self.sequence_length if self.fixed_length else None
+
+    @property
     def max_input_bytes(self) -> int:
         return self.sequence_length * _BYTES_PER_TOKEN
 
@@ -161,7 +166,7 @@ class TextPreprocessor(NormalizingTokenizer):
         return tf.cast(dense[:, :length], tf.int32)
 
     def compute_output_shape(self, input_shape):
-        return tf.TensorShape([input_shape[0], self.sequence_length if self.fixed_length else None])
+        return tf.TensorShape([input_shape[0], self.static_length])
 
     def get_config(self):
         config = {

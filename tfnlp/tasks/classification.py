@@ -246,9 +246,8 @@ class ClassificationTask(Task):
             return batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
 
         # Same seed, same shuffle: the very batches of the first epoch, counted.
-        padding = measure_padding(
-            dataset(splits.train, shuffle=True, keep_lengths=True),
-            preprocessor.sequence_length if preprocessor.fixed_length else None)
+        padding = measure_padding(dataset(splits.train, shuffle=True, keep_lengths=True),
+                                  preprocessor.static_length)
         logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
                     100 * padding.padded_fraction, "on" if bucket_width else "off")
         if role.kind == "parameter_server":

@@ -54,8 +54,7 @@ def ids_model(model: keras.Model) -> keras.Model:
                 f"Received: layer {layer.name!r} does not take {previous.name!r}'s output; "
                 "set `preprocessing.in_dataset: false`."
             )
-    length = layers[0].sequence_length if layers[0].fixed_length else None
-    ids = keras.Input(shape=(length,), dtype=tf.int32, name="token_ids")
+    ids = keras.Input(shape=(layers[0].static_length,), dtype=tf.int32, name="token_ids")
     outputs = ids
     for layer in layers[1:]:
         outputs = layer(outputs)
