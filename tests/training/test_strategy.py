@@ -170,6 +170,17 @@ def test_tpu_static_shapes_drop_the_remainder():
     assert sum(len(batch[1]) for batch in kept.as_numpy_iterator()) == 10
 
 
+def test_fit_inputs_run_without_the_autotune_model_that_stalls_between_epochs():
+    texts = tf.data.Dataset.from_tensor_slices(([b"a"] * 10, list(range(10)))).batch(4)
+    assert texts.options().autotune.enabled is None  # TensorFlow's default: on
+    prepared = prepare_input(texts.prefetch(tf.data.AUTOTUNE), tf.distribute.get_strategy(), 4)
+    assert prepared.options().autotune.enabled is False
+    # The shard policy is still set, and AUTOTUNE still runs (prefetch tunes itself).
+    assert (prepared.options().experimental_distribute.auto_shard_policy
+            == tf.data.experimental.AutoShardPolicy.DATA)
+    assert [batch[1].tolist() for batch in prepared.as_numpy_iterator()][-1] == [8, 9]
+
+
 def test_local_cluster_addresses_are_distinct_loopback_ports():
     spec = cluster_spec(2, ps=1)
     assert [len(spec[k]) for k in ("chief", "worker", "ps")] == [1, 2, 1]
