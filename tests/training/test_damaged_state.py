@@ -81,6 +81,20 @@ def test_no_intact_backup_refuses_by_default_and_says_how_to_start_fresh(crashed
         train_pipeline(lstm_config(), crashed, export=False)
 
 
+def test_a_first_backup_killed_while_written_starts_fresh_even_when_strict(crashed, caplog):
+    """A SIGKILL during the first backup leaves only its temporary shard: no epoch recorded."""
+    chief = crashed / "backup" / "chief"
+    for path in chief.iterdir():
+        path.unlink()
+    (chief / "ckpt-1_temp").mkdir()
+    (chief / "ckpt-1_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 99)
+    with caplog.at_level("WARNING", logger="tfnlp"):
+        result = train_pipeline(lstm_config(), crashed, export=False)
+    assert "first backup was never completed" in caplog.text
+    assert result.metrics["train"]["epochs_run"] == 3
+    assert not (crashed / "backup").exists()  # removed by the finished run, as always
+
+
 def test_resume_auto_starts_fresh_and_keeps_what_was_left(crashed, caplog):
     flip_a_byte(backup_data(crashed, 1))
     flip_a_byte(backup_data(crashed, 2))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shutil
 import signal
 import threading
 import time
@@ -299,9 +300,15 @@ def prepare_resume(backup_dir: Path, resume: str) -> bool:
         tf.compat.v1.train.update_checkpoint_state(
             str(chief_dir), str(intact[0]), [str(p) for p in reversed(intact)])
         return True
-    if not backups and not chief_dir.exists():
+    if not backups and not (chief_dir / "checkpoint").exists():
+        # No backup ever completed (the state file is written last): a kill during the first
+        # one leaves only its temporary files, and no epoch was recorded to resume from.
+        if backup_dir.exists():
+            logger.warning("%s: the first backup was never completed (interrupted while "
+                           "written); removed it and starting fresh", backup_dir)
+            shutil.rmtree(backup_dir)
         return False
-    where = f"{backup_dir} (damaged backups moved to {damaged_dir})"
+    where = backup_dir if not backups else f"{backup_dir} (damaged backups moved to {damaged_dir})"
     if resume != "auto":
         raise ResumeError(
             f"{where}: no intact backup to resume from. Set `train.resume: auto` (or "
