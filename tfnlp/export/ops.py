@@ -23,22 +23,12 @@ CORE = "core"
 TEXT = "tensorflow-text"
 UNKNOWN = "unknown"
 
-# Lists the ops registered by TensorFlow alone, then those tensorflow-text adds, in a fresh
-# interpreter: this process has tensorflow-text (and maybe more) loaded already.
+# Lists the ops in a fresh interpreter, where no op library loaded before tfnlp's backend.
 _CATALOGUE = """
 import json
-import tensorflow as tf
-from tensorflow.core.framework import op_def_pb2
-from tensorflow.python.client import pywrap_tf_session
-
-def registered():
-    ops = op_def_pb2.OpList()
-    ops.ParseFromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList()))
-    return {op.name for op in ops.op}
-
-core = registered()
+from tfnlp.backend import CORE_OPS, registered_op_names
 import tensorflow_text  # noqa: F401
-print(json.dumps({"core": sorted(core), "text": sorted(registered() - core)}))
+print(json.dumps({"core": sorted(CORE_OPS), "text": sorted(registered_op_names() - CORE_OPS)}))
 """
 
 
@@ -94,9 +84,10 @@ class OpReport:
 
 @functools.lru_cache(maxsize=1)
 def op_catalogue() -> tuple[frozenset[str], frozenset[str]]:
-    """(TensorFlow core ops, tensorflow-text ops), listed by a fresh process once per
-    installation and kept in the user's cache directory (listing takes ~10 s: a second
-    TensorFlow start-up, on every export).
+    """(TensorFlow core ops, tensorflow-text ops), listed once per installation and kept in
+    the user's cache directory. Listed in this process when TensorFlow's own ops were noted
+    before any op library loaded (`tfnlp.backend.CORE_OPS`), else by a fresh process (~8 s:
+    a second TensorFlow start-up).
 
     Raises:
         RuntimeError: the helper process failed (its stderr tail is in the message).
@@ -105,7 +96,7 @@ def op_catalogue() -> tuple[frozenset[str], frozenset[str]]:
     try:
         listed = json.loads(cached.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        listed = _list_ops_in_a_fresh_process()
+        listed = _list_ops_in_this_process() or _list_ops_in_a_fresh_process()
         with contextlib.suppress(OSError):  # a read-only home: list again next time
             write_json(cached, listed)
     return frozenset(listed["core"]), frozenset(listed["text"])
@@ -127,10 +118,39 @@ def _catalogue_cache() -> Path:
     return root / "tfnlp" / f"op_catalogue-{digest}.json"
 
 
+def _list_ops_in_this_process() -> dict | None:
+    """The catalogue from the ops noted before any op library loaded (`tfnlp.backend`) and
+    from tensorflow-text's own libraries; None when another library loaded first."""
+    from tfnlp.backend import CORE_OPS
+
+    if CORE_OPS is None:
+        return None
+    import tensorflow_text
+
+    # Its op libraries: python/ops/_*.so and python/metrics/_*.so (core/pybinds holds none).
+    libraries = sorted((Path(tensorflow_text.__file__).parent / "python").glob("*/_*.so"))
+    text = frozenset().union(*map(_library_ops, libraries))
+    return {"core": sorted(CORE_OPS), "text": sorted(text - CORE_OPS)}
+
+
+def _library_ops(path: Path) -> frozenset[str]:
+    """The ops an op library registered (TensorFlow keeps each loaded library's list, by
+    path, so loading it again only reads it)."""
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session
+
+    handle = pywrap_tf_session.TF_LoadLibrary(str(path))
+    try:
+        ops = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetOpList(handle))
+    finally:
+        pywrap_tf_session.TF_DeleteLibraryHandle(handle)
+    return frozenset(op.name for op in ops.op)
+
+
 def _list_ops_in_a_fresh_process() -> dict:
     result = subprocess.run([sys.executable, "-c", _CATALOGUE], capture_output=True,
                             text=True, timeout=300,
-                            env={**_quiet_environment(), "PYTHONPATH": ""})
+                            env=_quiet_environment())
     if result.returncode != 0:
         raise RuntimeError(f"Could not list TensorFlow's ops: {result.stderr[-1000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
