@@ -25,14 +25,18 @@ import tf_keras as keras  # noqa: E402
 __all__ = ["keras", "tf"]
 
 
+def op_names(serialized_op_list: bytes) -> frozenset[str]:
+    """The op names in a serialized `OpList` (what TensorFlow's C API hands out)."""
+    from tensorflow.core.framework import op_def_pb2
+
+    return frozenset(op.name for op in op_def_pb2.OpList.FromString(serialized_op_list).op)
+
+
 def registered_op_names() -> frozenset[str]:
     """The names of every op registered in this process so far."""
-    from tensorflow.core.framework import op_def_pb2
     from tensorflow.python.client import pywrap_tf_session
 
-    buffer = pywrap_tf_session.TF_GetAllOpList()
-    return frozenset(op.name for op in op_def_pb2.OpList.FromString(
-        pywrap_tf_session.TF_GetBuffer(buffer)).op)
+    return op_names(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList()))
 
 
 # The ops TensorFlow alone provides (its import loads a few op libraries of its own), noted in

@@ -136,15 +136,15 @@ def _list_ops_in_this_process() -> dict | None:
 def _library_ops(path: Path) -> frozenset[str]:
     """The ops an op library registered (TensorFlow keeps each loaded library's list, by
     path, so loading it again only reads it)."""
-    from tensorflow.core.framework import op_def_pb2
     from tensorflow.python.client import pywrap_tf_session
+
+    from tfnlp.backend import op_names
 
     handle = pywrap_tf_session.TF_LoadLibrary(str(path))
     try:
-        ops = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetOpList(handle))
+        return op_names(pywrap_tf_session.TF_GetOpList(handle))
     finally:
         pywrap_tf_session.TF_DeleteLibraryHandle(handle)
-    return frozenset(op.name for op in ops.op)
 
 
 def _list_ops_in_a_fresh_process() -> dict:
