@@ -48,3 +48,21 @@ def test_predict_on_a_missing_model_says_what_to_do(tmp_path):
 
 def test_usage_errors_exit_2():
     assert run_cli("train").returncode == 2
+
+
+def test_an_error_inside_a_traced_function_is_told_by_its_last_line():
+    from tfnlp.backend import tf
+    from tfnlp.cli import error_message
+
+    @tf.function
+    def traced(x):
+        raise ValueError("`text` must be a string tensor. Received: float32.")
+
+    try:
+        traced(tf.constant(1.0))
+    except ValueError as error:
+        message = error_message(error)
+    assert message.startswith("in user code: ... ValueError: `text` must be a string tensor.")
+    assert "\n" not in message
+    assert error_message(OSError("one line")) == "one line"
+    assert error_message(KeyError()) == "KeyError()"

@@ -33,6 +33,7 @@ DOCTEST_MODULES = [
     "tfnlp.evaluation.language_model",
     "tfnlp.evaluation.metrics",
     "tfnlp.evaluation.plots",
+    "tfnlp.evaluation.side_process",
     "tfnlp.export.ensemble",
     "tfnlp.export.generation",
     "tfnlp.export.model_config",

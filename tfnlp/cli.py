@@ -645,10 +645,21 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_for(error)  # 1-127 permanent, >= 128 worth a retry (a scheduler's)
         if args.debug:
             traceback.print_exc()
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         hint = f" (retryable: exit {code})" if is_retryable(code) else ""
-        print(f"tfnlp: error: {message}{hint}", file=sys.stderr)
+        print(f"tfnlp: error: {error_message(error)}{hint}", file=sys.stderr)
         return code
+
+
+def error_message(error: BaseException) -> str:
+    """One line for `error`: its message's first line; when that is only a heading (as
+    TensorFlow's "in user code:" before a traced function's frames), the heading and the
+    message's last line, which names the error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return repr(error)
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} ... {lines[-1]} (--debug shows the whole message)"
+    return lines[0]
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_metrics_json_has_phase_timings_that_add_up(tiny_run):
     timings = tiny_run.metrics["timings"]
     phases = {"startup_s", "data_s", "vocabulary_s", "model_s", "input_pipeline_s",
               "fit_steps_s", "fit_overhead_s", "best_weights_s", "evaluation_s", "baseline_s",
-              "plots_s", "export_s"}
+              "plots_s", "export_s", "side_process_wait_s"}
     assert set(timings) == phases | {"total_s"}
     assert all(timings[name] >= 0 for name in phases)
     assert timings["fit_steps_s"] == pytest.approx(tiny_run.metrics["train"]["train_seconds"],
@@ -72,6 +72,10 @@ def test_best_checkpoint_reloads_to_the_same_predictions(tiny_run):
 def test_evaluate_run_reproduces_test_metrics(tiny_run):
     metrics = evaluate_run(tiny_run.run_dir)
     assert metrics["test"]["accuracy"] == tiny_run.metrics["test"]["accuracy"]
+    # The run's baseline came from its side process, this one was fitted here: the same fit.
+    here, side = metrics["baseline"]["tfidf_logreg"], tiny_run.metrics["baseline"]["tfidf_logreg"]
+    assert {k: v for k, v in here.items() if k != "fit_seconds"} == {
+        k: v for k, v in side.items() if k != "fit_seconds"}
     assert (tiny_run.run_dir / "evaluation.json").is_file()
 
 

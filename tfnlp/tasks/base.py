@@ -157,8 +157,12 @@ class Task(abc.ABC):
 
     # Evaluation -----------------------------------------------------------------------
     @abc.abstractmethod
-    def evaluate(self, model: keras.Model, preprocessor, data, run) -> dict:
-        """Held-out metrics (and plots in the run directory) of the trained model."""
+    def evaluate(self, model: keras.Model, preprocessor, data, run, side=None) -> dict:
+        """Held-out metrics (and plots in the run directory) of the trained model.
+
+        `side` (a `tfnlp.evaluation.side_process.SideProcess`) may take the work that needs
+        no TensorFlow; its futures may then stand in the metrics until `side.resolved`.
+        Without it the metrics come back complete."""
 
     @abc.abstractmethod
     def summary(self, metrics: dict) -> dict:

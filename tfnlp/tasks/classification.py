@@ -26,6 +26,7 @@ from tfnlp.evaluation import (
     plot_confusion_matrix,
     tfidf_logreg_baseline,
 )
+from tfnlp.evaluation.side_process import SideProcess
 from tfnlp.export.classification import ClassifierServingModule
 from tfnlp.models import build_model
 from tfnlp.models.pretrained import (
@@ -339,27 +340,30 @@ class ClassificationTask(Task):
         }
 
     # Evaluation -----------------------------------------------------------------------
-    def evaluate(self, model, preprocessor, data: ClassificationData, run) -> dict:
-        """Validation/test metrics, the TF-IDF baseline on the same split, the confusion plot."""
+    def evaluate(self, model, preprocessor, data: ClassificationData, run,
+                 side: SideProcess | None = None) -> dict:
+        """Validation/test metrics, the TF-IDF baseline on the same split, the confusion plot.
+
+        The baseline and the plot go to `side` (started first, they run beside the
+        predictions); its futures stand in the metrics until `side.resolved`. Without a
+        `side` they run here, and the metrics come back complete."""
+        if side is None:
+            with SideProcess(enabled=False) as here:
+                return here.resolved(self.evaluate(model, preprocessor, data, run, here))
         if data.stream:
-            return self.evaluate_streamed(model, data, run)
+            return self.evaluate_streamed(model, data, run, side)
         splits, labels, config = data.splits, data.labels, self.config
         y_train = encode_labels(splits.train, labels)
         y_test = encode_labels(splits.test, labels)
+        with phase("baseline"):
+            baseline = side.submit(tfidf_logreg_baseline, splits.train.texts, y_train,
+                                   splits.test.texts, y_test, labels, seed=config.seed)
         test = classification_metrics(y_test, predict_label_ids(model, splits.test.texts), labels)
         validation = classification_metrics(
             encode_labels(splits.validation, labels),
             predict_label_ids(model, splits.validation.texts), labels,
         )
-        with phase("baseline"):
-            baseline = tfidf_logreg_baseline(
-                splits.train.texts, y_train, splits.test.texts, y_test, labels, seed=config.seed
-            )
-        with phase("plots"):
-            plot_confusion_matrix(
-                test["confusion_matrix"], labels, run.path / "confusion_matrix.png",
-                f"{config.name}: test accuracy {test['accuracy']:.3f}",
-            )
+        self._plot_confusion(side, test, labels, run)
         return {
             "pipeline": config.name,
             "model": config.model.name,
@@ -374,10 +378,15 @@ class ClassificationTask(Task):
             **self.pretrained_metrics(),
         }
 
-    def evaluate_streamed(self, model, data: ClassificationData, run) -> dict:
+    def evaluate_streamed(self, model, data: ClassificationData, run, side: SideProcess) -> dict:
         """As `evaluate`, streaming the validation and test files; the TF-IDF baseline trains
         on the training sample and is tested on the test sample (both bounded)."""
         stream, labels, config = data.stream, data.labels, self.config
+        train, test = stream.train_sample, stream.test_sample
+        y_train, y_test = encode_labels(train, labels), encode_labels(test, labels)
+        with phase("baseline"):
+            baseline = side.submit(tfidf_logreg_baseline, train.texts, y_train, test.texts,
+                                   y_test, labels, seed=config.seed)
         results = {}
         for split in ("validation", "test"):
             truth, predicted = [], []
@@ -387,26 +396,22 @@ class ClassificationTask(Task):
                 predicted.append(np.argmax(model.predict_on_batch(texts), axis=-1))
             results[split] = classification_metrics(np.concatenate(truth),
                                                     np.concatenate(predicted), labels)
-        train, test = stream.train_sample, stream.test_sample
-        y_train, y_test = encode_labels(train, labels), encode_labels(test, labels)
-        with phase("baseline"):
-            baseline = tfidf_logreg_baseline(train.texts, y_train, test.texts, y_test, labels,
-                                             seed=config.seed)
-        baseline["sample"] = {"train": len(train), "test": len(test)}
-        test_metrics = results["test"]
-        with phase("plots"):
-            plot_confusion_matrix(
-                test_metrics["confusion_matrix"], labels, run.path / "confusion_matrix.png",
-                f"{config.name}: test accuracy {test_metrics['accuracy']:.3f}",
-            )
+        self._plot_confusion(side, results["test"], labels, run)
         return {
-            "pipeline": config.name, "model": config.model.name, "test": test_metrics,
+            "pipeline": config.name, "model": config.model.name, "test": results["test"],
             "validation": {k: results["validation"][k] for k in ("accuracy", "macro_f1")},
             "baseline": {"tfidf_logreg": baseline,
+                         "tfidf_logreg_sample": {"train": len(train), "test": len(test)},
                          "majority_class": {"accuracy": majority_class_accuracy(y_train, y_test)}},
             "data": data.sizes(),
             **self.pretrained_metrics(),
         }
+
+    def _plot_confusion(self, side: SideProcess, test: dict, labels, run) -> None:
+        with phase("plots"):
+            side.submit(plot_confusion_matrix, test["confusion_matrix"], labels,
+                        run.path / "confusion_matrix.png",
+                        f"{self.config.name}: test accuracy {test['accuracy']:.3f}")
 
     def pretrained_metrics(self) -> dict:
         """metrics.json's `pretrained_embeddings` entry (none without the vectors)."""

@@ -181,7 +181,7 @@ class LanguageModelTask(Task):
         return {"tokens_per_second": per_second * length if per_second is not None else None}
 
     # Evaluation -----------------------------------------------------------------------
-    def evaluate(self, model, preprocessor, data: LanguageModelData, run) -> dict:
+    def evaluate(self, model, preprocessor, data: LanguageModelData, run, side=None) -> dict:
         """Metrics on non-overlapping windows of the validation and test streams (when long
         enough): cross-entropy, perplexity, bits per token and per character; then the
         fixed-seed samples and their real-word rate (`samples`). Each split also records its

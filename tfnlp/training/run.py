@@ -32,6 +32,7 @@ from tfnlp.backend import keras, tf
 from tfnlp.config.schema import PipelineConfig
 from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.evaluation.plots import plot_training_curves
+from tfnlp.evaluation.side_process import SideProcess
 from tfnlp.export.warmup import MAX_WARMUP_TEXTS
 from tfnlp.tasks import Task, TrainingInputs, get_task
 from tfnlp.training.callbacks import standard_callbacks
@@ -353,13 +354,39 @@ class Run:
     def finish(self, model, fitted, preprocessor, data, inputs: TrainingInputs, summary,
                export: bool, timings: PhaseTimings) -> TrainingResult:
         """Best weights, evaluation, the export, the training curves, then metrics.json (with
-        the phase timings and peak memory) and the headline."""
+        the phase timings and peak memory) and the headline. The work that needs no
+        TensorFlow (the baseline, the figures) runs in a side process meanwhile."""
         run = self.directory
         with timings.phase("best_weights"):
             model = self.best_model(model, fitted)
-        with timings.phase("evaluation"):
-            metrics = self.task.evaluate(model, preprocessor, data, run)
-        metrics["train"] = {
+        with SideProcess() as side:
+            with timings.phase("evaluation"):
+                metrics = self.task.evaluate(model, preprocessor, data, run, side)
+            with timings.phase("plots"):
+                if (run.path / "history.csv").is_file():
+                    side.submit(plot_training_curves, run.path / "history.csv",
+                                run.path / "training_curves.png")
+            metrics["train"] = self.train_report(fitted, summary, inputs)
+            export_path = None
+            if export:
+                with timings.phase("export"):
+                    export_path = publish_run(self.task, model, preprocessor, self.config,
+                                              self.task.sample_texts(data, MAX_WARMUP_TEXTS))
+                metrics["export"] = {"path": str(export_path)}
+            with timings.phase("side_process_wait"):
+                metrics = side.resolved(metrics)
+        if self.warm_start is not None:
+            metrics["init_from"] = self.warm_start
+        metrics["timings"] = timings.to_dict()
+        metrics["memory"] = {"peak_rss_mb": peak_rss_mb()}
+        run.write_json("metrics.json", metrics)
+        logger.info("%s", timings.summary())
+        logger.info("%s", self.task.headline(metrics))
+        return TrainingResult(model, metrics, run.path, export_path)
+
+    def train_report(self, fitted: keras.Model, summary, inputs: TrainingInputs) -> dict:
+        """metrics.json's `train` section: throughput, epochs, strategy, precision, inputs."""
+        return {
             **self.task.train_metrics(summary, inputs),
             "epochs_run": len(summary.train_seconds),
             "train_seconds": sum(summary.train_seconds),
@@ -369,23 +396,6 @@ class Run:
             "parallelism": self.parallelism.report(fitted),
             **inputs.report,
         }
-        export_path = None
-        if export:
-            with timings.phase("export"):
-                export_path = publish_run(self.task, model, preprocessor, self.config,
-                                          self.task.sample_texts(data, MAX_WARMUP_TEXTS))
-            metrics["export"] = {"path": str(export_path)}
-        with timings.phase("plots"):
-            if (run.path / "history.csv").is_file():
-                plot_training_curves(run.path / "history.csv", run.path / "training_curves.png")
-        if self.warm_start is not None:
-            metrics["init_from"] = self.warm_start
-        metrics["timings"] = timings.to_dict()
-        metrics["memory"] = {"peak_rss_mb": peak_rss_mb()}
-        run.write_json("metrics.json", metrics)
-        logger.info("%s", timings.summary())
-        logger.info("%s", self.task.headline(metrics))
-        return TrainingResult(model, metrics, run.path, export_path)
 
 
 def train_pipeline(

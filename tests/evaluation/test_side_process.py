@@ -1,0 +1,55 @@
+import logging
+import os
+import sys
+
+import pytest
+
+from tfnlp.evaluation.side_process import SideProcess
+
+
+def where_and_what():
+    """(this process's id, whether TensorFlow is loaded in it)."""
+    return os.getpid(), "tensorflow" in sys.modules
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def die_unless_in(pid):
+    """Kills any process but `pid` on the spot, as an out-of-memory kill would."""
+    if os.getpid() != pid:
+        os._exit(3)
+    return "finished in the parent"
+
+
+def test_calls_run_in_one_spawned_process_without_tensorflow_and_resolve_in_place():
+    with SideProcess() as side:
+        first, second = side.submit(where_and_what), side.submit(where_and_what)
+        metrics = side.resolved({"a": {"b": first}, "c": [second, 7]})
+    (pid, tensorflow), (pid_again, _) = metrics["a"]["b"], metrics["c"][0]
+    assert pid != os.getpid() and pid == pid_again
+    assert tensorflow is False
+    assert metrics["c"][1] == 7
+
+
+def test_disabled_runs_each_call_at_once_in_this_process():
+    with SideProcess(enabled=False) as side:
+        future = side.submit(where_and_what)
+        assert future.done() and future.result()[0] == os.getpid()
+        assert side.resolved({"x": future})["x"] == future.result()
+
+
+def test_an_error_in_a_call_is_raised_when_resolved():
+    with SideProcess() as side:
+        metrics = {"x": side.submit(fail, "bad input in side work")}
+        with pytest.raises(ValueError, match="bad input in side work"):
+            side.resolved(metrics)
+
+
+def test_a_child_that_dies_leaves_its_work_to_this_process(caplog):
+    with caplog.at_level(logging.WARNING), SideProcess() as side:
+        metrics = {"x": side.submit(die_unless_in, os.getpid())}
+        assert side.resolved(metrics) == {"x": "finished in the parent"}
+        assert side.submit(die_unless_in, os.getpid()).result() == "finished in the parent"
+    assert "the side process failed (BrokenProcessPool" in caplog.text

@@ -1,0 +1,100 @@
+"""A run's side process: the end-of-run work that needs no TensorFlow (the TF-IDF baseline,
+the matplotlib figures), done in a second process while this one evaluates and exports.
+
+At a run's end this process is mostly tracing and saving TensorFlow graphs: Python on one
+core. The baseline (scikit-learn) and the figures (matplotlib) are Python too, so a thread
+would wait for the same interpreter lock; a spawned process (never forked: TensorFlow's
+threads do not survive a fork) runs them on the other core instead. Only the functions and
+their arguments cross over, pickled: the child imports scikit-learn and matplotlib, never
+TensorFlow.
+
+`submit` returns a future; `resolved(metrics)` waits for every submitted call and puts each
+future's result where it stands in `metrics`. With `enabled=False` every call runs at once,
+in this process, exactly as before. If the child cannot start or dies, the calls still
+pending are run here, with a warning, so a run never loses its baseline or its figures.
+
+Example:
+    >>> import operator
+    >>> with SideProcess(enabled=False) as side:
+    ...     metrics = {"sum": side.submit(operator.add, 2, 3)}
+    ...     side.resolved(metrics)
+    {'sum': 5}
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
+
+logger = logging.getLogger(__name__)
+
+
+class SideProcess:
+    """At most one spawned worker, started by the first `submit`."""
+
+    def __init__(self, enabled: bool = True):
+        self._pool = (futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            if enabled else None)
+        self._calls: list[tuple[futures.Future, object, tuple, dict]] = []
+        self._results: dict[int, object] = {}  # id(future) -> result, once waited for
+
+    def __enter__(self) -> SideProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, fn, /, *args, **kwargs) -> futures.Future:
+        """Starts `fn(*args, **kwargs)`: in the child, or here and now when disabled."""
+        if self._pool is not None:
+            try:
+                future = self._pool.submit(fn, *args, **kwargs)
+                self._calls.append((future, fn, args, kwargs))
+                return future
+            except (BrokenProcessPool, OSError) as error:
+                self._fall_back(error)
+        done = futures.Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def wait(self) -> None:
+        """Blocks until every submitted call has finished (re-running here any the child
+        could not); a call's own error is raised."""
+        for future, fn, args, kwargs in self._calls:
+            try:
+                self._results[id(future)] = future.result()
+            except BrokenProcessPool as error:
+                self._fall_back(error)
+                self._results[id(future)] = fn(*args, **kwargs)
+
+    def resolved(self, metrics):
+        """`metrics` with each future in it (in nested dicts and lists too) replaced by its
+        result, after `wait`."""
+        self.wait()
+        return _resolve(metrics, self._results)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _fall_back(self, error: BaseException) -> None:
+        if self._pool is None:
+            return  # warned already
+        logger.warning("the side process failed (%s: %s); finishing its work in this process",
+                       type(error).__name__, error)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+
+def _resolve(value, results: dict[int, object]):
+    if isinstance(value, futures.Future):
+        return results[id(value)] if id(value) in results else value.result()
+    if isinstance(value, dict):
+        return {key: _resolve(item, results) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, results) for item in value]
+    return value
