@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 from tfnlp.backend import tf
 from tfnlp.config import load_pipeline
 from tfnlp.config.loading import ConfigError
@@ -28,6 +28,32 @@ from tfnlp.training.strategy import (
 )
 
 PIPELINE = REPO / "pipelines" / "tweets_lstm.yaml"
+
+
+def test_multi_worker_cluster_gets_the_configured_heartbeat_timeout():
+    # The strategy must start before any op runs, so in a fresh process: a one-worker cluster.
+    code = """
+import json
+from tensorflow.python.eager import context
+from tfnlp.config.schema import DistributeConfig
+from tfnlp.training.strategy import create_strategy
+create_strategy(DistributeConfig(strategy="multi_worker_mirrored", heartbeat_timeout_seconds=42))
+service = context.context().config.experimental.coordination_config
+print(json.dumps([service.service_type, service.heartbeat_timeout_in_ms, service.service_leader,
+                  [[job.name, job.num_tasks] for job in service.coordinated_job_list]]))
+"""
+    cluster = {"cluster": {"worker": [f"localhost:{free_ports(1)[0]}"]},
+               "task": {"type": "worker", "index": 0}}
+    result = run_python(code, env={"TF_CONFIG": json.dumps(cluster)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [
+        "standalone", 42_000, "/job:worker/replica:0/task:0", [["worker", 1]]]
+
+
+def test_heartbeat_timeout_defaults_to_a_minute_and_is_range_checked():
+    assert load_pipeline(PIPELINE).distribute.heartbeat_timeout_seconds == 60.0
+    with pytest.raises(ConfigError, match="distribute.heartbeat_timeout_seconds"):
+        load_pipeline(PIPELINE, ["distribute.heartbeat_timeout_seconds=0"])
 
 
 def test_distribute_section_reads_the_new_keys():

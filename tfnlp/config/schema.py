@@ -385,8 +385,8 @@ class AllReduceConfig:
 
     Attributes:
         timeout_seconds: a collective waiting longer on a peer fails instead of hanging; None
-            waits for TensorFlow's cluster health check (which declares a peer down after at
-            most ~60 s: a check every 30 s, 3 tries of 10 s).
+            waits for the coordination service to declare the peer lost
+            (`distribute.heartbeat_timeout_seconds`).
         bytes_per_pack: pack gradients into all-reduces of about this many bytes (fewer,
             larger messages); 0 lets TensorFlow choose.
         dtype: the gradients' dtype on the wire (mirrored and multi-worker mirrored):
@@ -468,6 +468,10 @@ class DistributeConfig:
             scaling rule for large global batches); off by default because batch_size is
             already the global batch.
         all_reduce: time-out, packing and wire dtype of the gradient all-reduce.
+        heartbeat_timeout_seconds: a multi-worker mirrored cluster declares a task lost when
+            its heartbeats to the coordination service stop for this long. TensorFlow's own
+            10 s failed healthy clusters on shared hosts that stalled for ~15 s; a longer
+            time only delays noticing a hung task (a dead one breaks its connections at once).
         mesh: the DTensor mesh for `strategy: dtensor` (model and hybrid parallelism).
         layouts: per-variable sharding under `strategy: dtensor`, overriding the model's
             defaults: a regex on variable names (e.g. "encoder_0/ff_hidden/kernel") to one
@@ -491,6 +495,7 @@ class DistributeConfig:
     tpu: str | None = None
     scale_learning_rate: bool = False
     all_reduce: AllReduceConfig = field(default_factory=AllReduceConfig)
+    heartbeat_timeout_seconds: float = bounded(60.0, 1.0, 86_400.0)
     mesh: MeshConfig | None = None
     layouts: dict[str, list[str]] | None = None
     pipeline: PipelineParallelConfig | None = None

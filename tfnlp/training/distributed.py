@@ -110,7 +110,7 @@ class WorkerLost(RuntimeError):
     """A peer in the cluster stopped answering; the message names it and how to resume."""
 
 
-# TensorFlow names the peer in its health check's and collectives' errors.
+# TensorFlow names the peer in its coordination service's and collectives' errors.
 _PEER = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
 _LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
          tf.errors.CancelledError, tf.errors.AbortedError)
@@ -120,8 +120,9 @@ _LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
 def peers_watched(role: TaskRole, backup_dir: Path):
     """Turns a collective aborted for a missing peer into a `WorkerLost` naming that peer.
 
-    TensorFlow's cluster health check aborts every collective once a peer fails 3 checks of
-    10 s (checked every 30 s); `distribute.all_reduce.timeout_seconds` bounds one collective.
+    The coordination service aborts every collective once a task's heartbeats stop for
+    `distribute.heartbeat_timeout_seconds`; `distribute.all_reduce.timeout_seconds` bounds one
+    collective.
     Either way the error arrives here instead of a hang.
     """
     try:

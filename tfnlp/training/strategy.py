@@ -153,6 +153,28 @@ def _communication(config: DistributeConfig):
         bytes_per_pack=config.all_reduce.bytes_per_pack)
 
 
+def _configure_heartbeats(timeout_seconds: float) -> None:
+    """Sets the coordination service's heartbeat time-out before MultiWorkerMirrored starts it.
+
+    The strategy configures the service itself only when nothing has (with TensorFlow's 10 s
+    time-out and no argument to change it), so this makes the same call it would, leader and
+    coordinated jobs included, with our time-out. There is no public API for it.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        heartbeat_timeout_in_ms=int(timeout_seconds * 1000),
+        coordinated_jobs=jobs,
+    )
+
+
 def _mirrored_cross_device_ops(name: str, devices: list[str] | None):
     # One host has no ring collectives; "ring" means "no NCCL": reduce through one device.
     if name == "nccl":
@@ -282,6 +304,7 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
             "sends a sparse one: leave it off, as `tfnlp launch --emit tfjob` does)."
         )
     if name == "multi_worker_mirrored":
+        _configure_heartbeats(config.heartbeat_timeout_seconds)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
             communication_options=_communication(config),
