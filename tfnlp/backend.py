@@ -7,6 +7,7 @@ objects, and TF Model Garden made the same choice. Importing `tf_keras` directly
 Usage: `from tfnlp.backend import keras, tf`.
 """
 
+import contextlib
 import os
 import sys
 
@@ -22,7 +23,7 @@ _TENSORFLOW_CAME_FIRST = "tensorflow" in sys.modules  # see CORE_OPS
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["keras", "tf"]
+__all__ = ["cudnn_twins_kept", "keras", "tf"]
 
 
 def op_names(serialized_op_list: bytes) -> frozenset[str]:
@@ -44,3 +45,35 @@ def registered_op_names() -> frozenset[str]:
 # export's ops by it without starting a second TensorFlow (~8 s). None when TensorFlow was
 # imported before this module: a library may have loaded since, so a fresh process lists them.
 CORE_OPS: frozenset[str] | None = None if _TENSORFLOW_CAME_FIRST else registered_op_names()
+
+
+# tf-keras traces a cuDNN twin of every LSTM and GRU call (and the twin's gradient) and adds it
+# to the graph, so that Grappler can swap it in where the layer runs on a GPU. On a host without
+# one it can never run, yet it was half of every trace: a 2-layer BiLSTM's first training step
+# 8.9 -> 4.2 s, its first test and predict steps 3.3 -> 0.8 s each, the steps themselves as
+# fast. So it is skipped there, except inside `cudnn_twins_kept()`: a SavedModel leaves this host
+# and may be served on a GPU.
+from tf_keras.src.layers.rnn import gru_lstm_utils  # noqa: E402
+
+_register_twin = gru_lstm_utils.function_register
+_twins_kept = 0
+
+
+def _register_twin_where_usable(func, *args, **kwargs):
+    if _twins_kept or tf.config.list_logical_devices("GPU"):
+        return _register_twin(func, *args, **kwargs)
+    return None  # tf-keras ignores the registered function's return value
+
+
+gru_lstm_utils.function_register = _register_twin_where_usable
+
+
+@contextlib.contextmanager
+def cudnn_twins_kept():
+    """Traces inside register tf-keras's cuDNN LSTM/GRU twins even on a host with no GPU."""
+    global _twins_kept
+    _twins_kept += 1
+    try:
+        yield
+    finally:
+        _twins_kept -= 1

@@ -44,6 +44,17 @@ def test_export_layout_and_signature(tiny_run):
     assert [n.decode() for n in loaded.label_names.numpy()] == ["negative", "neutral", "positive"]
 
 
+def test_export_carries_the_cudnn_lstm_twins_for_gpu_serving(tiny_run):
+    # Training on this CPU host skipped them (tfnlp.backend); the export leaves the host.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString(
+        (tiny_run.export_path / "saved_model.pb").read_bytes())
+    names = [f.signature.name for f in saved.meta_graphs[0].graph_def.library.function]
+    assert any(name.startswith("__inference_gpu_lstm_with_fallback") for name in names)
+    assert any(name.startswith("__inference_standard_lstm") for name in names)
+
+
 def test_fresh_process_without_tfnlp_matches_training_model(tiny_run):
     result = run_python(FRESH_LOAD, str(tiny_run.export_path), json.dumps(TEXTS))
     assert result.returncode == 0, result.stderr[-2000:]
