@@ -44,6 +44,15 @@ def test_export_layout_and_signature(tiny_run):
     assert [n.decode() for n in loaded.label_names.numpy()] == ["negative", "neutral", "positive"]
 
 
+def test_both_signatures_share_one_trace_of_the_model(tiny_run):
+    from tfnlp.export.classification import ClassifierServingModule
+
+    module = ClassifierServingModule(tiny_run.model, ["negative", "neutral", "positive"])
+    for function in module.signatures().values():
+        function.get_concrete_function()
+    assert module.traced_probabilities.experimental_get_tracing_count() == 1
+
+
 def test_export_carries_the_cudnn_lstm_twins_for_gpu_serving(tiny_run):
     # Training on this CPU host skipped them (tfnlp.backend); the export leaves the host.
     from tensorflow.core.protobuf import saved_model_pb2

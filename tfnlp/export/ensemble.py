@@ -67,8 +67,7 @@ class EnsembleServingModule(ClassifierServingModule):
             [layer for layer in member.layers if isinstance(layer, TextPreprocessor)]
             for member in members]
         self.member_weights = Untracked(weights)
-        self.label_names = tf.Variable(labels, dtype=tf.string, trainable=False, name="labels")
-        self._labels = Untracked(list(labels))
+        self._add_labels_and_one_trace(labels)
 
     def probabilities(self, text):
         weighted = [weight * served_probabilities(member, text)
