@@ -35,7 +35,7 @@ def start_server(root: str | Path, *options: str, timeout: float = 120.0):
 
     (port,) = free_ports(1)
     # A file, not a pipe: a pipe nobody reads would block a chatty server once it is full.
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (lives as long as the server)
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed below, either way)
     process = subprocess.Popen(
         [sys.executable, "-m", "tfnlp", "serve", str(root), "--port", str(port), *options],
         stdout=subprocess.DEVNULL, stderr=log, text=True,
@@ -45,12 +45,15 @@ def start_server(root: str | Path, *options: str, timeout: float = 120.0):
     while process.poll() is None and time.monotonic() < deadline:
         try:
             httpx.get(base + "/", timeout=2)
+            log.close()  # the server writes on through its own descriptor
             return process, base
         except httpx.TransportError:
             time.sleep(0.3)
     process.kill()
-    log.seek(0)
-    raise RuntimeError(f"tfnlp serve did not start: {log.read()[-2000:]}")
+    process.wait()
+    with log:
+        log.seek(0)
+        raise RuntimeError(f"tfnlp serve did not start: {log.read()[-2000:]}")
 
 
 def load_run(url: str, *, requests: int, clients: int, batch: int) -> dict:

@@ -181,6 +181,8 @@ def run_cluster(
     _stop(started)
     for task in started:
         task.reader.join(timeout=5)
+        if not task.reader.is_alive():  # else a grandchild still holds the pipe: leave it
+            task.process.stdout.close()
     with lock:
         out.write(f"[launch] exit status {status}\n")
         out.flush()
