@@ -153,7 +153,7 @@ def _communication(config: DistributeConfig):
         bytes_per_pack=config.all_reduce.bytes_per_pack)
 
 
-def _configure_heartbeats(timeout_seconds: float) -> None:
+def _configure_heartbeats(spec: tf.train.ClusterSpec, timeout_seconds: float) -> None:
     """Sets the coordination service's heartbeat time-out before MultiWorkerMirrored starts it.
 
     The strategy configures the service itself only when nothing has (with TensorFlow's 10 s
@@ -164,7 +164,6 @@ def _configure_heartbeats(timeout_seconds: float) -> None:
     from tensorflow.python.distribute import multi_worker_util
     from tensorflow.python.eager import context
 
-    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
     jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
             for job in ("chief", "worker") if job in spec.jobs]
     context.context().configure_coordination_service(
@@ -304,9 +303,10 @@ def create_strategy(config: DistributeConfig) -> tuple[tf.distribute.Strategy, s
             "sends a sparse one: leave it off, as `tfnlp launch --emit tfjob` does)."
         )
     if name == "multi_worker_mirrored":
-        _configure_heartbeats(config.heartbeat_timeout_seconds)
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        _configure_heartbeats(resolver.cluster_spec(), config.heartbeat_timeout_seconds)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
+            cluster_resolver=resolver,
             communication_options=_communication(config),
         )
         workers = strategy.extended._num_workers  # no public accessor
