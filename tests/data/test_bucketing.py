@@ -12,9 +12,12 @@ from tfnlp.data import build_dataset, load_examples
 from tfnlp.data.bucketing import (
     DEFAULT_BUCKET_WIDTH,
     bucket_boundaries,
+    count_padding,
+    length_batches,
     measure_padding,
     token_lengths,
 )
+from tfnlp.data.pipeline import first_epoch_order
 from tfnlp.data.records import LabelledTexts
 from tfnlp.models import build_model
 from tfnlp.preprocessing import TextPreprocessor
@@ -157,3 +160,21 @@ def test_the_run_reports_measured_padding(tiny_run):
     assert train["length_bucketing"] is True and train["preprocessing_in_dataset"] is False
     assert 0.0 <= train["padded_fraction"] <= 0.15
     assert train["padding"]["real_tokens"] > 479 and train["padding"]["batches"] >= 15
+
+
+@pytest.mark.parametrize("bucket_width", [None, DEFAULT_BUCKET_WIDTH])
+def test_length_batches_in_the_first_epoch_order_are_the_training_batches(tweets, bucket_width):
+    examples, labels, _, lengths = tweets
+    batches = build_dataset(examples, labels, batch_size=64, shuffle=True, seed=7,
+                            shuffle_buffer=500, token_lengths=lengths, bucket_width=bucket_width,
+                            keep_lengths=True)
+    order = first_epoch_order(len(examples), seed=7, shuffle_buffer=500)
+    assert sorted(order.tolist()) == list(range(len(examples)))
+    counted = length_batches(lengths[order], batch_size=64, bucket_width=bucket_width)
+    trained = [batch[-1].numpy() for batch in batches]  # the first epoch
+    # The same batches, each with the same lengths in the same order (bucketed, tf.data
+    # yields them in another order).
+    assert sorted(batch.tolist() for batch in counted) == sorted(b.tolist() for b in trained)
+    assert count_padding(counted) == count_padding(trained)
+    assert count_padding(counted, 64) == count_padding(trained, 64)
+    assert len(trained) >= 32

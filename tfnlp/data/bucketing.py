@@ -8,7 +8,7 @@ how many of the padded positions are real tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,6 +65,11 @@ def bucket_boundaries(max_length: int, width: int = DEFAULT_BUCKET_WIDTH) -> lis
             raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}.")
     # +1: a length equal to max_length must fall in a bucket of its own range.
     return list(range(width + 1, max_length + 1, width)) or [max_length + 1]
+
+
+def boundaries_for(lengths: Sequence[int], width: int = DEFAULT_BUCKET_WIDTH) -> list[int]:
+    """`bucket_boundaries` up to the longest of `lengths` (at least 1)."""
+    return bucket_boundaries(int(max(lengths, default=1)) or 1, width)
 
 
 def bucket_by_length(
@@ -125,9 +130,20 @@ def measure_padding(dataset: tf.data.Dataset, fixed_length: int | None = None) -
         >>> report, round(report.padded_fraction, 3)
         (PaddingReport(batches=1, real_tokens=4, padded_tokens=2), 0.333)
     """
+    return count_padding((element[-1].numpy() for element in dataset), fixed_length)
+
+
+def count_padding(length_batches: Iterable[np.ndarray],
+                  fixed_length: int | None = None) -> PaddingReport:
+    """`measure_padding` of batches given as arrays of token lengths (empty ones not counted).
+
+    Example:
+        >>> count_padding([np.array([1, 3]), np.array([], int), np.array([2])], fixed_length=4)
+        PaddingReport(batches=2, real_tokens=6, padded_tokens=6)
+    """
     batches = real = padded = 0
-    for element in dataset:
-        lengths = element[-1].numpy().astype(np.int64)
+    for lengths in length_batches:
+        lengths = np.asarray(lengths, dtype=np.int64)
         if lengths.size == 0:
             continue
         steps = fixed_length or max(int(lengths.max()), 1)
@@ -135,3 +151,28 @@ def measure_padding(dataset: tf.data.Dataset, fixed_length: int | None = None) -
         real += int(lengths.sum())
         padded += steps * lengths.size - int(lengths.sum())
     return PaddingReport(batches, real, padded)
+
+
+def length_batches(lengths: np.ndarray, *, batch_size: int,
+                   bucket_width: int | None = None) -> list[np.ndarray]:
+    """The token lengths of the batches that examples arriving with `lengths` (in this order)
+    are grouped into: `batch_size` at a time, or per length bucket as `bucket_by_length` does
+    with `boundaries_for(lengths, bucket_width)` (each bucket fills in arrival order and
+    flushes its partial batch at the end).
+
+    Counting padding from these skips tf.data's bucketing, which builds a dataset per batch
+    (~1.2 s for an epoch of the tweets, where this takes milliseconds). The batches come out
+    bucket by bucket, not in the order tf.data yields them; padding does not depend on it.
+
+    Example:
+        >>> [b.tolist() for b in length_batches(np.array([7, 1, 2, 8, 3]), batch_size=2,
+        ...                                     bucket_width=4)]
+        [[1, 2], [3], [7, 8]]
+    """
+    lengths = np.asarray(lengths)
+    if not bucket_width:
+        return [lengths[start : start + batch_size] for start in range(0, len(lengths), batch_size)]
+    # Bucket i holds lengths in [boundaries[i-1], boundaries[i]), as tf.data's bucketing does.
+    buckets = np.searchsorted(boundaries_for(lengths, bucket_width), lengths, side="right")
+    return [batch for bucket in np.unique(buckets)
+            for batch in length_batches(lengths[buckets == bucket], batch_size=batch_size)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfnlp.backend import tf
-from tfnlp.data.bucketing import bucket_boundaries, bucket_by_length
+from tfnlp.data.bucketing import boundaries_for, bucket_by_length
 from tfnlp.data.records import LabelledTexts
 
 
@@ -71,11 +71,9 @@ def build_dataset(
         raise ValueError("`token_lengths` must be given for length bucketing or `keep_lengths`.")
     dataset = tf.data.Dataset.from_tensor_slices(tensors).cache()
     if shuffle:
-        dataset = dataset.shuffle(
-            min(shuffle_buffer, len(examples)), seed=seed, reshuffle_each_iteration=True
-        )
+        dataset = _shuffled(dataset, len(examples), seed, shuffle_buffer)
     if bucket_width:
-        boundaries = bucket_boundaries(int(max(token_lengths, default=1)) or 1, bucket_width)
+        boundaries = boundaries_for(token_lengths, bucket_width)
         dataset = bucket_by_length(dataset, batch_size=batch_size, boundaries=boundaries)
         if shuffle:
             # Every bucket flushes its partial batch at the end of the input. Shuffled within
@@ -90,3 +88,22 @@ def build_dataset(
     if token_lengths is not None and not keep_lengths:
         dataset = dataset.map(lambda *element: element[:-1], num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def first_epoch_order(size: int, *, seed: int = 42, shuffle_buffer: int = 50_000) -> np.ndarray:
+    """The order in which `build_dataset(shuffle=True)` of `size` examples reads them in its
+    first epoch, as indices (tf.data's shuffle depends on the seed and the element count,
+    never on the elements).
+
+    Example:
+        >>> sorted(first_epoch_order(5, seed=1).tolist())
+        [0, 1, 2, 3, 4]
+    """
+    if size == 0:
+        return np.zeros([0], np.int64)
+    indices = _shuffled(tf.data.Dataset.range(size), size, seed, shuffle_buffer)
+    return next(iter(indices.batch(size))).numpy()
+
+
+def _shuffled(dataset: tf.data.Dataset, size: int, seed: int, shuffle_buffer: int):
+    return dataset.shuffle(min(shuffle_buffer, size), seed=seed, reshuffle_each_iteration=True)

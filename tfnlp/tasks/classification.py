@@ -17,7 +17,8 @@ from tfnlp.data import (
     load_examples,
     split_examples,
 )
-from tfnlp.data.bucketing import measure_padding, token_lengths
+from tfnlp.data.bucketing import count_padding, length_batches, token_lengths
+from tfnlp.data.pipeline import first_epoch_order
 from tfnlp.data.records import DataError
 from tfnlp.data.streaming import StreamedData, scan, split_dataset, streams
 from tfnlp.evaluation import (
@@ -234,12 +235,11 @@ class ClassificationTask(Task):
                    for split in (splits.train, splits.validation)}
         bucket_width = config.train.bucket_width if use_length_bucketing(config) else None
 
-        def dataset(split, shuffle=False, keep_lengths=False, weighted=False):
+        def dataset(split, shuffle=False, weighted=False):
             batches = build_dataset(
                 split, data.labels, batch_size=config.train.batch_size, shuffle=shuffle,
                 seed=config.seed, shuffle_buffer=config.train.shuffle_buffer,
                 token_lengths=lengths[id(split)], bucket_width=bucket_width,
-                keep_lengths=keep_lengths,
             )
             if config.preprocessing.in_dataset:
                 batches = tokenize_in_dataset(batches, preprocessor)
@@ -247,8 +247,11 @@ class ClassificationTask(Task):
             return batches.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
 
         # Same seed, same shuffle: the very batches of the first epoch, counted.
-        padding = measure_padding(dataset(splits.train, shuffle=True, keep_lengths=True),
-                                  preprocessor.static_length)
+        train_lengths = lengths[id(splits.train)][first_epoch_order(
+            len(splits.train), seed=config.seed, shuffle_buffer=config.train.shuffle_buffer)]
+        padding = count_padding(length_batches(train_lengths, batch_size=config.train.batch_size,
+                                               bucket_width=bucket_width),
+                                preprocessor.static_length)
         logger.info("padding: %.1f%% of an epoch's token positions (length bucketing %s)",
                     100 * padding.padded_fraction, "on" if bucket_width else "off")
         if role.kind == "parameter_server":
