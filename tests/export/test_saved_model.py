@@ -55,13 +55,31 @@ def test_both_signatures_share_one_trace_of_the_model(tiny_run):
 
 def test_export_carries_the_cudnn_lstm_twins_for_gpu_serving(tiny_run):
     # Training on this CPU host skipped them (tfnlp.backend); the export leaves the host.
+    # Grappler's implementation selector swaps a call to an inference function for the one of
+    # the same `api_implements` whose `api_preferred_device` is the node's device, if their
+    # argument types match; these are the conditions checked here.
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel.FromString(
         (tiny_run.export_path / "saved_model.pb").read_bytes())
-    names = [f.signature.name for f in saved.meta_graphs[0].graph_def.library.function]
-    assert any(name.startswith("__inference_gpu_lstm_with_fallback") for name in names)
-    assert any(name.startswith("__inference_standard_lstm") for name in names)
+    library = saved.meta_graphs[0].graph_def.library.function
+    by_interface = {}
+    for function in library:
+        attrs = function.attr
+        assert "forward_function_name" not in attrs, function.signature.name  # no gradients
+        assert "backward_function_name" not in attrs, function.signature.name
+        if "api_implements" in attrs:
+            signature = ([arg.type for arg in function.signature.input_arg],
+                         [arg.type for arg in function.signature.output_arg])
+            by_interface.setdefault(attrs["api_implements"].s, {})[
+                attrs["api_preferred_device"].s] = (function.signature.name, signature)
+    assert by_interface, "no LSTM implementations in the export"
+    for twins in by_interface.values():
+        assert set(twins) == {b"CPU", b"GPU"}, twins
+        (cpu_name, cpu_signature), (gpu_name, gpu_signature) = twins[b"CPU"], twins[b"GPU"]
+        assert cpu_name.startswith("__inference_standard_lstm")
+        assert gpu_name.startswith("__inference_gpu_lstm_with_fallback")
+        assert cpu_signature == gpu_signature
 
 
 def test_fresh_process_without_tfnlp_matches_training_model(tiny_run):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfnlp.backend import cudnn_twins_kept, keras, tf
+from tfnlp.backend import cudnn_twins_for_serving, keras, tf
 
 pytestmark = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")),
                                 reason="a GPU host registers the twins (tf-keras's behaviour)")
@@ -31,8 +31,8 @@ def test_a_trace_on_a_cpu_host_skips_the_cudnn_twin(layer_class):
 
 
 @pytest.mark.parametrize("layer_class", [keras.layers.LSTM, keras.layers.GRU])
-def test_cudnn_twins_kept_registers_the_twin(layer_class):
-    with cudnn_twins_kept():
+def test_cudnn_twins_for_serving_registers_the_twin(layer_class):
+    with cudnn_twins_for_serving():
         names = traced_function_names(layer_class)
     assert any("gpu_" in name and "with_fallback" in name for name in names), names
 
@@ -42,6 +42,6 @@ def test_skipping_the_twin_changes_no_value():
     layer = keras.layers.LSTM(4)
     layer.build((None, 5, 3))
     outputs = tf.function(layer)(inputs)
-    with cudnn_twins_kept():
+    with cudnn_twins_for_serving():
         kept = tf.function(layer)(inputs)
     np.testing.assert_array_equal(outputs.numpy(), kept.numpy())

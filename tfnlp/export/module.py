@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tfnlp.atomic import is_remote
-from tfnlp.backend import cudnn_twins_kept, tf
+from tfnlp.backend import cudnn_twins_for_serving, tf
 from tfnlp.disk import disk_guard, variable_bytes
 from tfnlp.export.model_config import write_models_config, write_version_labels
 from tfnlp.export.reference import write_reference
@@ -165,7 +165,7 @@ def _save(module: ServingModule, staging: Path) -> Path:
         # Ships as assets/vocab.txt for people and tools reading the export.
         module.vocabulary_asset = tf.saved_model.Asset(str(vocabulary_file))
     saved = staging / "saved_model"
-    with cudnn_twins_kept():  # a GPU serving this export still gets cuDNN
+    with cudnn_twins_for_serving():  # a GPU serving this export still gets cuDNN
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
     for signature, method_name in module.method_names.items():
         set_method_name(saved, signature, method_name)
