@@ -15,18 +15,24 @@ from pathlib import Path
 
 def _train(args) -> int:
     import logging
+    import os
 
-    from tfnlp.atomic import is_remote
     from tfnlp.config import load_pipeline
-    from tfnlp.logs import configure_logging
-    from tfnlp.tasks import get_task
-    from tfnlp.training.run import train_pipeline
-    from tfnlp.training.strategy import is_chief_task
+    from tfnlp.evaluation.side_process import prestart
     from tfnlp.training.vertex import output_locations
 
     # Vertex AI's AIP_CHECKPOINT_DIR / AIP_MODEL_DIR, where --run-dir / export.dir are not set.
     run_dir, overrides, notes = output_locations(args.run_dir, args.set)
     config = load_pipeline(args.pipeline, overrides)
+    if not (os.environ.get("TF_CONFIG") or os.environ.get("SLURM_STEP_NODELIST")):
+        prestart()  # a lone process: ready by the run's end (in a cluster, only the chief uses it)
+
+    from tfnlp.atomic import is_remote
+    from tfnlp.logs import configure_logging
+    from tfnlp.tasks import get_task
+    from tfnlp.training.run import train_pipeline
+    from tfnlp.training.strategy import is_chief_task
+
     run_dir = run_dir or str(Path("runs") / config.name)
     configure_logging()  # stderr, for the line saying where TF_CONFIG came from (Slurm, ...)
     # In a cluster only the chief keeps train.log; the other tasks log to stderr only. A

@@ -4,12 +4,18 @@ import sys
 
 import pytest
 
-from tfnlp.evaluation.side_process import SideProcess
+from tfnlp.evaluation.side_process import SideProcess, prestart
 
 
 def where_and_what():
     """(this process's id, whether TensorFlow is loaded in it)."""
     return os.getpid(), "tensorflow" in sys.modules
+
+
+def loaded_libraries():
+    """(this process's id, which of the side process's libraries and TensorFlow it has)."""
+    names = ("matplotlib.pyplot", "sklearn.linear_model", "tensorflow")
+    return os.getpid(), [name for name in names if name in sys.modules]
 
 
 def fail(message):
@@ -53,3 +59,14 @@ def test_a_child_that_dies_leaves_its_work_to_this_process(caplog):
         assert side.resolved(metrics) == {"x": "finished in the parent"}
         assert side.submit(die_unless_in, os.getpid()).result() == "finished in the parent"
     assert "the side process failed (BrokenProcessPool" in caplog.text
+
+
+def test_a_prestarted_child_has_its_libraries_loaded_and_serves_the_next_side_process():
+    prestart()
+    with SideProcess() as side:
+        prestarted = side.submit(loaded_libraries).result()
+    with SideProcess() as later:  # taken once: a later side process spawns its own
+        fresh = later.submit(loaded_libraries).result()
+    assert prestarted[0] != fresh[0] and os.getpid() not in (prestarted[0], fresh[0])
+    assert prestarted[1] == ["matplotlib.pyplot", "sklearn.linear_model"]
+    assert fresh[1] == []

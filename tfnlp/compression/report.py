@@ -252,9 +252,9 @@ def markdown_table(artifacts: dict) -> str:
 
 def plot_size_vs_accuracy(artifacts: dict, output: Path, title: str) -> Path:
     """Scatter of gzip size (log scale) against test accuracy, one labelled point per artifact."""
-    from tfnlp.evaluation.plots import _pyplot
+    from tfnlp.evaluation.plots import load_pyplot
 
-    plt = _pyplot()
+    plt = load_pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
     for name, entry in artifacts.items():
         if "gzip_bytes" not in entry:

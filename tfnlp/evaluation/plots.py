@@ -6,7 +6,8 @@ import csv
 from pathlib import Path
 
 
-def _pyplot():
+def load_pyplot():
+    """matplotlib's pyplot, drawing to files (imported on first use: ~1 s)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -36,7 +37,7 @@ def plot_training_curves(history_csv: Path, output: Path) -> Path:
         ...     png.name, png.read_bytes()[:4]
         ('curves.png', b'\x89PNG')
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     with open(history_csv, newline="") as file:
         rows = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()]
     epochs = [int(row["epoch"]) + 1 for row in rows]
@@ -77,7 +78,7 @@ def plot_confusion_matrix(matrix, labels: list[str], output: Path, title: str) -
         ...     png.name, png.read_bytes()[:4]
         ('confusion.png', b'\x89PNG')
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     figure, axis = plt.subplots(figsize=(1.6 * len(labels) + 2, 1.4 * len(labels) + 1.5))
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis)
