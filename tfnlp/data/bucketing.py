@@ -2,8 +2,9 @@
 
 The model's `TextPreprocessor` pads every batch to its longest row, so a batch of 3- and
 40-token tweets costs an LSTM 40 steps for each. Grouping texts by their (precomputed) token
-length keeps the longest row close to the others, and `measure_padding` counts, batch by batch,
-how many of the padded positions are real tokens.
+length keeps the longest row close to the others. `measure_padding` counts, batch by batch,
+how many of the padded positions of a dataset are real tokens; `count_padding` of
+`length_batches` gets the same count from the lengths alone, without running tf.data.
 """
 
 from __future__ import annotations
