@@ -1,6 +1,9 @@
 import logging
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -70,3 +73,44 @@ def test_a_prestarted_child_has_its_libraries_loaded_and_serves_the_next_side_pr
     assert prestarted[0] != fresh[0] and os.getpid() not in (prestarted[0], fresh[0])
     assert prestarted[1] == ["matplotlib.pyplot", "sklearn.linear_model"]
     assert fresh[1] == []
+
+
+KILLED_PARENT = """
+import os, sys, time
+from tfnlp.evaluation.side_process import SideProcess, prestart
+if __name__ == "__main__":
+    prestart()
+    side = SideProcess()
+    print(side.submit(os.getpid).result(), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_child_exits_when_its_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(KILLED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        parent.stdout.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.2)
+    assert not _alive(child), f"side process {child} outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # An exited child of a dead parent is reaped by init; a zombie counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
