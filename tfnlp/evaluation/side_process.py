@@ -12,6 +12,8 @@ TensorFlow.
 future's result where it stands in `metrics`. With `enabled=False` every call runs at once,
 in this process, exactly as before. If the child cannot start or dies, the calls still
 pending are run here, with a warning, so a run never loses its baseline or its figures.
+`prestart` spawns the child early (`tfnlp train` does, before importing TensorFlow); the child
+exits with this process, however this one ends.
 
 Example:
     >>> import operator
@@ -91,7 +93,8 @@ def _import_libraries() -> None:
 
 
 class SideProcess:
-    """At most one spawned worker, started by the first `submit`."""
+    """At most one spawned worker: the one `prestart` left ready, else one started by the
+    first `submit`."""
 
     def __init__(self, enabled: bool = True):
         self._pool = (_take_prestarted() or _new_pool()) if enabled else None
